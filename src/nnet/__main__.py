@@ -1,0 +1,5 @@
+import sys
+
+from nnet.cli import main
+
+sys.exit(main())
