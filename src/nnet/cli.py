@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
 
 import numpy as np
 
 from nnet import __version__
 from nnet.activations import ACTIVATIONS
+from nnet.datasets import DATASETS
 from nnet.engines import ENGINES
 from nnet.errors import NnetError
+from nnet.init import INITS
 from nnet.loss import LOSSES
 from nnet.network import DTYPES, Network, check_sizes
+from nnet.optim import OPTIMIZERS
+from nnet.presets import PRESETS
+from nnet.train import Split
 
 # ----------------------------------------------------------------------------- arg types
 
@@ -150,17 +158,459 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+# ----------------------------------------------------------------------------- train
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (value >= 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def fraction_below_one(text: str) -> float:
+    value = nonnegative_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def output_path(text: str) -> Path:
+    """A file path to write: its folder must exist and it must not be a folder."""
+    path = Path(text)
+    folder = path.parent
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"the folder {folder} is not writable")
+    return path
+
+
+def input_file(text: str) -> Path:
+    """A file path to read: it must exist and be a readable file."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text} does not exist")
+    if not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{text} is not readable")
+    return path
+
+
+def data_dir(text: str) -> Path:
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give the data folder")
+    return path
+
+
+def add_data_flags(p: argparse.ArgumentParser, *, default_dataset: str | None) -> None:
+    p.add_argument(
+        "--dataset",
+        choices=list(DATASETS),
+        default=default_dataset,
+        help="mnist or fashion-mnist"
+        + (" (default: the model's)" if default_dataset is None else ""),
+    )
+    p.add_argument(
+        "--data",
+        type=data_dir,
+        metavar="DIR",
+        help="data folder holding mnist/ or fashion-mnist/ (default: $NNET_DATA, then "
+        "the user cache; downloaded there when missing)",
+    )
+    p.add_argument("--no-download", action="store_true", help="never download; fail instead")
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a network on MNIST (the notes' experiment by default)",
+        description=(
+            "Train a network and save it. A preset fills every setting (default: the notes' "
+            "experiment, --preset seed); flags given explicitly override it."
+        ),
+    )
+    p.add_argument("--preset", choices=list(PRESETS), default="seed")
+    p.add_argument("--sizes", type=sizes_arg, help="layer sizes, e.g. 784,16,16,10")
+    p.add_argument(
+        "--activation",
+        type=names_arg(list(ACTIVATIONS), "activation"),
+        help="one name, or one per layer 1..L separated by commas",
+    )
+    p.add_argument("--loss", choices=list(LOSSES))
+    p.add_argument("--init", type=names_arg(list(INITS), "initialization"))
+    p.add_argument("--engine", choices=list(ENGINES), default="backprop")
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS))
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--lr", type=positive_float, help="learning rate")
+    p.add_argument("--momentum", type=fraction_below_one)
+    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--weight-decay", type=nonnegative_float)
+    p.add_argument("--val", type=nonnegative_int, help="training samples held out for validation")
+    p.add_argument(
+        "--train-samples",
+        type=positive_int,
+        metavar="N",
+        help="train on the first N training samples only (quick experiments); default all",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32")
+    add_data_flags(p, default_dataset=None)
+    p.add_argument("--out", type=output_path, default=Path("model.npz"), help="model file")
+    p.add_argument("--metrics", type=output_path, help="write one JSON object per epoch here")
+    p.add_argument("--json", action="store_true", help="end stdout with a JSON summary line")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, no epoch lines")
+    p.set_defaults(func=cmd_train)
+
+
+def train_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The preset's settings with every explicitly given flag laid over them."""
+    settings = dict(PRESETS[args.preset])
+    for key in settings:
+        value = getattr(args, key, None)
+        if value is not None:
+            settings[key] = value
+    if args.dataset is not None:
+        settings["dataset"] = args.dataset
+    settings.update(
+        preset=args.preset,
+        engine=args.engine,
+        seed=args.seed,
+        dtype=args.dtype,
+        train_samples=args.train_samples,
+    )
+    return settings
+
+
+def load_splits(
+    settings: dict[str, Any], args: argparse.Namespace, rng: np.random.Generator
+) -> tuple[Split, dict[str, Split], Any]:
+    """Training split and evaluation splits (validation, test) as the settings ask."""
+    from nnet.datasets import load, one_hot, split_validation, to_inputs
+
+    data = load(
+        settings["dataset"], args.data, download=not args.no_download, progress=not args.quiet
+    )
+    x_train, y_train = data.x_train, data.y_train
+    evals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if settings["val"]:
+        x_train, y_train, x_val, y_val = split_validation(x_train, y_train, settings["val"], rng)
+        evals["val"] = (x_val, y_val)
+    evals["test"] = (data.x_test, data.y_test)
+    if args.train_samples is not None:
+        x_train, y_train = x_train[: args.train_samples], y_train[: args.train_samples]
+
+    def split(x: np.ndarray, y: np.ndarray) -> Split:
+        xf = to_inputs(x.reshape(len(x), -1), settings["dtype"])
+        if settings["task"] == "autoencoder":
+            return Split(xf, xf, None)
+        return Split(xf, one_hot(y, 10, settings["dtype"]), y)
+
+    return split(x_train, y_train), {k: split(*v) for k, v in evals.items()}, data
+
+
+def format_epoch(row: dict[str, Any], epochs: int) -> str:
+    parts = [f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}"]
+    for name in ("train", "val", "test"):
+        if f"{name}_loss" not in row:
+            continue
+        part = f"{name} loss {row[name + '_loss']:.4f}"
+        if row.get(f"{name}_accuracy") is not None:
+            part += f" acc {100 * row[name + '_accuracy']:.2f}%"
+        parts.append(part)
+    parts.append(f"{row['seconds']:.2f} s")
+    return "  ".join(parts)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from nnet.model_file import atomic_write
+    from nnet.optim import make_optimizer
+    from nnet.train import StopFlag, Trainer
+
+    settings = train_settings(args)
+    sizes = settings["sizes"]
+    if sizes[0] != 784:
+        raise NnetError(
+            f"MNIST inputs have 784 pixels; --sizes must start with 784, not {sizes[0]}."
+        )
+    want_out = 784 if settings["task"] == "autoencoder" else 10
+    if sizes[-1] != want_out:
+        raise NnetError(
+            f"the {settings['task']} needs {want_out} outputs; --sizes must end with "
+            f"{want_out}, not {sizes[-1]}."
+        )
+    init_rng, split_rng, train_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(args.seed).spawn(3)
+    )
+    net = Network(
+        sizes,
+        one_or_list(settings["activation"]),
+        loss=settings["loss"],
+        init=one_or_list(settings["init"]) if settings["init"] else None,
+        seed=init_rng,
+        dtype=settings["dtype"],
+    )
+    optimizer = make_optimizer(
+        settings["optimizer"],
+        momentum=settings["momentum"],
+        nesterov=settings["nesterov"],
+        weight_decay=settings["weight_decay"],
+    )
+    train, evals, data = load_splits(settings, args, split_rng)
+    trainer = Trainer(
+        net,
+        optimizer,
+        lr=settings["lr"],
+        batch_size=settings["batch_size"],
+        epochs=settings["epochs"],
+        rng=train_rng,
+        engine=settings["engine"],
+    )
+    quiet, epochs = args.quiet, settings["epochs"]
+    bar = None
+
+    def on_epoch_start(epoch: int) -> None:
+        nonlocal bar
+        if not quiet:
+            bar = tqdm(
+                total=len(train),
+                desc=f"epoch {epoch + 1}/{epochs}",
+                unit="samples",
+                unit_scale=True,
+                leave=False,
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+
+    def on_batch(n: int, loss: float) -> None:
+        if bar is not None:
+            bar.update(n)
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def on_epoch(row: dict[str, Any]) -> None:
+        if bar is not None:
+            bar.close()
+        if not quiet:
+            print(format_epoch(row, epochs), flush=True)
+        if args.metrics is not None:
+            with atomic_write(args.metrics, "w") as f:
+                for r in trainer.history:
+                    f.write(json.dumps(r) + "\n")
+
+    stop = StopFlag()
+    start = time.perf_counter()
+    with stop.catching():
+        history = trainer.fit(
+            train,
+            evals,
+            stop=stop,
+            on_batch=on_batch,
+            on_epoch_start=on_epoch_start,
+            on_epoch=on_epoch,
+        )
+    seconds = time.perf_counter() - start
+    if bar is not None:
+        bar.close()
+    last = history[-1] if history else {}
+    meta = {
+        "task": settings["task"],
+        "dataset": settings["dataset"],
+        "classes": list(DATASETS[settings["dataset"]].classes),
+        "input": {"shape": [28, 28], "scaling": "pixel / 255", "polarity": "white on black"},
+        "training": {**{k: v for k, v in settings.items() if k != "task"}, **optimizer.settings()},
+        "history": history,
+        "seconds": seconds,
+    }
+    net.save(args.out, meta)
+    summary = {
+        "model": str(args.out),
+        "epochs": trainer.epoch,
+        "seconds": seconds,
+        "test_loss": last.get("test_loss"),
+        "test_accuracy": last.get("test_accuracy"),
+        "train_loss": last.get("train_loss"),
+        "train_accuracy": last.get("train_accuracy"),
+        "preset": args.preset,
+        "engine": settings["engine"],
+        "dtype": settings["dtype"],
+        "seed": args.seed,
+    }
+    if trainer.stopped_by:
+        summary["interrupted"] = trainer.stopped_by
+        print(
+            f"nnet: stopped by {trainer.stopped_by} after epoch {trainer.epoch}; "
+            f"the model so far is saved in {args.out}.",
+            file=sys.stderr,
+        )
+    if not quiet:
+        print(f"saved {args.out} ({trainer.epoch} epochs, {seconds:.1f} s of training)")
+    if args.json:
+        print(json.dumps(summary))
+    return 130 if trainer.stopped_by == "SIGINT" else 0
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="accuracy and loss of a saved model on a dataset split")
+    p.add_argument("model", type=input_file, metavar="MODEL")
+    p.add_argument("--split", choices=["test", "train"], default="test")
+    add_data_flags(p, default_dataset=None)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_evaluate, quiet=False)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from nnet.datasets import load, one_hot, to_inputs
+    from nnet.model_file import load as load_model
+    from nnet.train import evaluate
+
+    net = load_model(args.model)
+    task = net.meta.get("task", "classifier")
+    name = args.dataset or net.meta.get("dataset", "mnist")
+    if name not in DATASETS:
+        raise NnetError(
+            f"{args.model} was trained on {name!r}; pass --dataset mnist or fashion-mnist."
+        )
+    check_model_fits_images(net, args.model, task)
+    data = load(name, args.data, download=not args.no_download, progress=not args.json)
+    x, y = (data.x_test, data.y_test) if args.split == "test" else (data.x_train, data.y_train)
+    xf = to_inputs(x.reshape(len(x), -1), net.dtype)
+    split = (
+        Split(xf, xf, None) if task == "autoencoder" else Split(xf, one_hot(y, 10, net.dtype), y)
+    )
+    loss, acc = evaluate(net, split)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "accuracy": acc,
+                    "loss": loss,
+                    "dataset": name,
+                    "split": args.split,
+                    "samples": len(split),
+                    "model": str(args.model),
+                }
+            )
+        )
+    else:
+        shown = f"accuracy {100 * acc:.2f}%  " if acc is not None else ""
+        print(f"{args.model} on {name} {args.split} ({len(split)} samples): {shown}loss {loss:.6f}")
+    return 0
+
+
+def check_model_fits_images(net: Network, path: Path, task: str) -> None:
+    if net.sizes[0] != 784:
+        raise NnetError(f"{path} takes {net.sizes[0]} inputs, not the 784 pixels of a 28x28 image.")
+    want = 784 if task == "autoencoder" else 10
+    if net.sizes[-1] != want:
+        raise NnetError(f"{path} has {net.sizes[-1]} outputs; a {task} on MNIST needs {want}.")
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+def add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="classify images (PNG, JPEG, ... or .npy) with a saved model",
+        description=(
+            "Convert each image the way MNIST digits were made (grayscale, digit on black, "
+            "fit into 20x20, centred by mass in 28x28) and print the predicted class and the "
+            "probabilities."
+        ),
+    )
+    p.add_argument("model", type=input_file, metavar="MODEL")
+    p.add_argument("images", type=input_file, nargs="+", metavar="IMAGE")
+    p.add_argument("--json", action="store_true", help="one JSON object per line per image")
+    p.set_defaults(func=cmd_predict)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from nnet.model_file import load as load_model
+    from nnet.preprocess import load_image
+
+    net = load_model(args.model)
+    task = net.meta.get("task", "classifier")
+    if task != "classifier":
+        raise NnetError(f"{args.model} is an {task}, not a classifier; predict needs a classifier.")
+    check_model_fits_images(net, args.model, task)
+    classes = net.meta.get("classes") or [str(i) for i in range(10)]
+    images = [load_image(path) for path in args.images]  # every file checked before output
+    x = np.stack([im.reshape(-1) for im in images]).astype(net.dtype)
+    probabilities = net.loss.probabilities(net.forward(x))
+    for path, p in zip(args.images, probabilities, strict=True):
+        digit = int(np.argmax(p))
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "path": str(path),
+                        "digit": digit,
+                        "label": classes[digit],
+                        "probabilities": [round(float(v), 6) for v in p],
+                    }
+                )
+            )
+        else:
+            probs = " ".join(f"{i}:{v:.2f}" for i, v in enumerate(p))
+            name = f" ({classes[digit]})" if classes[digit] != str(digit) else ""
+            print(f"{path}: {digit}{name}  p={p[digit]:.3f}  [{probs}]")
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what was wrong, and where to read more)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="nnet",
         description="A feedforward network from first principles in NumPy.",
     )
     parser.add_argument("--version", action="version", version=f"nnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    add_train(sub)
+    add_evaluate(sub)
+    add_predict(sub)
     add_gradcheck(sub)
     return parser
 

@@ -21,6 +21,7 @@ into layer k is w^(k-1) (see docs/derivation.md, slip S1).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,9 @@ from nnet.loss import get_loss
 Array = np.ndarray
 
 DTYPES = ("float32", "float64")
+
+# Dropout masks for layers 0 ... L-1 (None: no dropout on that layer, or none at all).
+Masks = Sequence[Array | None] | None
 
 
 def check_dtype(dtype: Any) -> np.dtype:
@@ -129,6 +133,8 @@ class Network:
         self.h: list[Array | None] = []
         self.a: list[Array] = []
         self.masks: list[Array | None] | None = None
+        # What a model file records beside the weights (task, dataset, training settings).
+        self.meta: dict[str, Any] = {}
 
     @staticmethod
     def _activation_names(activation: str | Sequence[str], L: int) -> list[str]:
@@ -200,7 +206,7 @@ class Network:
         return t
 
     # ----------------------------------------------------------------- forward
-    def forward(self, x: Any, *, masks: Sequence[Array | None] | None = None) -> Array:
+    def forward(self, x: Any, *, masks: Masks = None) -> Array:
         """The outputs O = a^L for a batch x of shape (B, #0); keeps h^l and a^l.
 
         ``masks`` (dropout, training only) holds for layers l = 0 ... L-1 either None or a
@@ -209,7 +215,7 @@ class Network:
         x = self.check_x(x)
         return self._forward(x, masks)
 
-    def _forward(self, x: Array, masks: Sequence[Array | None] | None = None) -> Array:
+    def _forward(self, x: Array, masks: Masks = None) -> Array:
         B = x.shape[0]
         L = self.L
         h: list[Array | None] = [None] * (L + 1)
@@ -261,6 +267,12 @@ class Network:
         """The mean over the batch of E(x, t): what `nnet.gradients` differentiates."""
         return float(np.mean(self.errors(x, t), dtype=np.float64))
 
+    def save(self, path: str | Path, meta: dict[str, Any] | None = None) -> None:
+        """Write the network to a ``.npz`` model file (see :mod:`nnet.model_file`)."""
+        from nnet.model_file import save
+
+        save(self, path, meta)
+
     def copy(self, dtype: str | np.dtype | None = None) -> Network:
         """An independent copy (optionally converted to another dtype)."""
         new = object.__new__(Network)
@@ -268,4 +280,5 @@ class Network:
         new.dtype = check_dtype(dtype if dtype is not None else self.dtype)
         new.weights = [w.astype(new.dtype, copy=True) for w in self.weights]
         new.h, new.a, new.masks = [], [], None
+        new.meta = dict(self.meta)
         return new

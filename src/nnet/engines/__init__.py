@@ -22,11 +22,11 @@ import numpy as np
 
 from nnet.engines import backprop, frontprop, matrix, recursive
 from nnet.errors import NnetError
-from nnet.network import Network
+from nnet.network import Masks, Network
 
 Array = np.ndarray
 
-_ENGINES: dict[str, Callable[[Network, Array, Array], list[Array]]] = {
+_ENGINES: dict[str, Callable[..., list[Array]]] = {
     "recursive": recursive.gradients,
     "matrix": matrix.gradients,
     "frontprop": frontprop.gradients,
@@ -42,14 +42,17 @@ def check_engine(engine: str) -> str:
     return engine
 
 
-def gradients(net: Network, x: Any, t: Any, *, engine: str = "backprop") -> list[Array]:
+def gradients(
+    net: Network, x: Any, t: Any, *, engine: str = "backprop", masks: Masks = None
+) -> list[Array]:
     """The gradient of the mean over the batch of E(x, t), one array per w^k.
 
     ``x`` has shape (B, #0), ``t`` shape (B, #L); the result is a list shaped like
     ``net.weights`` (same shapes, the network's dtype). After the call, ``net.h`` and
-    ``net.a`` hold the forward pass of this batch.
+    ``net.a`` hold the forward pass of this batch. ``masks`` are dropout masks for layers
+    0 ... L-1 (see `Network.forward`); every engine differentiates the same dropped network.
     """
     fn = _ENGINES[check_engine(engine)]
     x = net.check_x(x)
     t = net.check_t(t, x.shape[0])
-    return fn(net, x, t)
+    return fn(net, x, t, masks=masks)

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnet.network import Network
+from nnet.network import Masks, Network
 
 Array = np.ndarray
 
 
-def gradients(net: Network, x: Array, t: Array) -> list[Array]:
+def gradients(net: Network, x: Array, t: Array, *, masks: Masks = None) -> list[Array]:
     """Gradient of the batch mean of E with respect to every w^k, by backpropagation."""
-    O = net._forward(x)
+    O = net._forward(x, masks)
     B = x.shape[0]
     delta = net.loss.dEdO(O, t) * (1.0 / B) * net.gprime(net.L)  # delta^L, (B, #L)
     grads: list[Array] = [np.empty(0)] * net.L

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnet.network import Network
+from nnet.network import Masks, Network
 
 Array = np.ndarray
 
@@ -60,9 +60,9 @@ def M_chain(net: Network, k: int, gp: list[Array]) -> Array:
     return M
 
 
-def gradients(net: Network, x: Array, t: Array) -> list[Array]:
+def gradients(net: Network, x: Array, t: Array, *, masks: Masks = None) -> list[Array]:
     """Gradient of the batch mean of E with respect to every w^k, by factored frontprop."""
-    O = net._forward(x)
+    O = net._forward(x, masks)
     B = x.shape[0]
     e = net.loss.dEdO(O, t) * (1.0 / B)  # dE/dO for the batch mean, (B, #L)
     gp = [np.empty(0)] + [net.gprime(l) for l in range(1, net.L + 1)]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnet.network import Network
+from nnet.network import Masks, Network
 
 Array = np.ndarray
 
@@ -94,10 +94,15 @@ def chunk_size(net: Network, k: int, memory_budget: int) -> int:
 
 
 def gradients(
-    net: Network, x: Array, t: Array, *, memory_budget: int = DEFAULT_MEMORY_BUDGET
+    net: Network,
+    x: Array,
+    t: Array,
+    *,
+    masks: Masks = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> list[Array]:
     """Gradient of the batch mean of E with respect to every w^k, by equations (3)-(6)."""
-    O = net._forward(x)
+    O = net._forward(x, masks)
     B = x.shape[0]
     e = net.loss.dEdO(O, t) * (1.0 / B)  # dE/dO for the batch mean, (B, #L)
     gp = [np.empty(0)] + [net.gprime(l) for l in range(1, net.L + 1)]

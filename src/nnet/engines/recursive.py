@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from nnet.network import Network
+from nnet.network import Masks, Network
 
 Array = np.ndarray
 
@@ -108,9 +108,9 @@ def eq1_gradient(
     return grads
 
 
-def gradients(net: Network, x: Array, t: Array) -> list[Array]:
+def gradients(net: Network, x: Array, t: Array, *, masks: Masks = None) -> list[Array]:
     """Gradient of the batch mean of E: equation (1) per sample, averaged over the batch."""
-    O = net._forward(x)
+    O = net._forward(x, masks)
     B = x.shape[0]
     dEdO = net.loss.dEdO(O, t).astype(np.float64)
     gp = [np.empty((B, 0))] + [net.gprime(l).astype(np.float64) for l in range(1, net.L + 1)]

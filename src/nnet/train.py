@@ -1,0 +1,233 @@
+"""The training loop: seeded shuffling, mini-batches, per-epoch metrics, and safe stops.
+
+One :class:`Trainer` owns everything that changes during a run — the network's weights, the
+optimizer's state, the shuffling generator, the epoch and batch counters and the metrics so
+far — so that a run is reproducible bit for bit from its seed, and a checkpoint of that
+state continues it exactly.
+
+Per batch: the engine computes the gradient of the batch mean of E (which leaves the
+outputs of that forward pass in ``net.a[L]``, used for the running training loss and
+accuracy at no extra cost), the loss is checked to be finite, and the optimizer steps.
+Per epoch: the evaluation sets are measured in one full pass each, and one metrics
+dictionary is appended to ``history``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from nnet.engines import _ENGINES, check_engine
+from nnet.errors import NnetError
+from nnet.network import Network
+from nnet.optim import Optimizer
+
+Array = np.ndarray
+
+
+class DivergenceError(NnetError):
+    """The loss or a weight became NaN or infinite during training."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Inputs x (N, #0), targets t (N, #L), and class labels y (N,) or None (autoencoder)."""
+
+    x: Array
+    t: Array
+    y: Array | None = None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def evaluate(net: Network, data: Split, *, chunk: int = 10000) -> tuple[float, float | None]:
+    """(mean loss, accuracy or None) of ``net`` on ``data``, in chunks of ``chunk`` samples."""
+    total = 0.0
+    correct = 0
+    for s in range(0, len(data), chunk):
+        x = data.x[s : s + chunk]
+        t = data.t[s : s + chunk]
+        O = net._forward(x)
+        total += float(np.sum(net.loss.value(O, t), dtype=np.float64))
+        if data.y is not None:
+            correct += int(np.count_nonzero(np.argmax(O, axis=1) == data.y[s : s + chunk]))
+    n = len(data)
+    return total / n, (correct / n if data.y is not None else None)
+
+
+class StopFlag:
+    """Set by Ctrl-C (SIGINT) or SIGTERM: training stops after the current batch."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.signal is not None
+
+    @contextmanager
+    def catching(self) -> Iterator[StopFlag]:
+        """Turn the first SIGINT/SIGTERM into a stop request; a second SIGINT interrupts."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.signal = signal.Signals(signum).name
+
+        old_int = signal.signal(signal.SIGINT, handler)
+        old_term = signal.signal(signal.SIGTERM, handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+            signal.signal(signal.SIGTERM, old_term)
+
+
+LearningRate = float | Callable[[float], float]
+
+
+class Trainer:
+    """Mini-batch training of ``net`` with ``optimizer``; see the module docstring.
+
+    ``lr`` is a number or a function of the fractional epoch (0 at the start of training)
+    returning the learning rate. ``rng`` drives the shuffling (and dropout masks, if any).
+    """
+
+    def __init__(
+        self,
+        net: Network,
+        optimizer: Optimizer,
+        *,
+        lr: LearningRate,
+        batch_size: int,
+        epochs: int,
+        rng: np.random.Generator,
+        engine: str = "backprop",
+        dropout: list[float] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise NnetError(f"batch size must be at least 1; got {batch_size}.")
+        if epochs < 0:
+            raise NnetError(f"epochs must be at least 0; got {epochs}.")
+        self.net = net
+        self.optimizer = optimizer
+        self.lr = lr
+        self.batch_size = int(batch_size)
+        self.epochs = int(epochs)
+        self.rng = rng
+        self.engine = check_engine(engine)
+        self.dropout = dropout
+        self.epoch = 0  # epochs completed
+        self.history: list[dict[str, Any]] = []
+        self.stopped_by: str | None = None
+        self.train_seconds = 0.0
+
+    def lr_at(self, epoch_progress: float) -> float:
+        return float(self.lr(epoch_progress) if callable(self.lr) else self.lr)
+
+    def _masks(self, batch: int) -> list[Array | None] | None:
+        if not self.dropout or not any(self.dropout):
+            return None
+        masks: list[Array | None] = []
+        for l, p in enumerate(self.dropout):
+            if p <= 0:
+                masks.append(None)
+                continue
+            keep = self.rng.random((batch, self.net.sizes[l]), dtype=self.net.dtype) >= p
+            masks.append(keep.astype(self.net.dtype) * self.net.dtype.type(1.0 / (1.0 - p)))
+        return masks
+
+    def run_epoch(
+        self,
+        train: Split,
+        *,
+        stop: StopFlag | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> dict[str, Any]:
+        """One pass over ``train`` in a seeded random order; the running metrics of it."""
+        net, L = self.net, self.net.L
+        grad_fn = _ENGINES[self.engine]
+        N, bs = len(train), self.batch_size
+        n_batches = -(-N // bs)  # the last, partial batch is used, not dropped
+        perm = self.rng.permutation(N)
+        loss_sum = 0.0
+        correct = 0
+        seen = 0
+        start = time.perf_counter()
+        for b in range(n_batches):
+            idx = perm[b * bs : (b + 1) * bs]
+            xb, tb = train.x[idx], train.t[idx]
+            grads = grad_fn(net, xb, tb, masks=self._masks(len(idx)))
+            O = net.a[L][:, :-1]
+            batch_loss = float(np.sum(net.loss.value(O, tb), dtype=np.float64))
+            if not np.isfinite(batch_loss):
+                raise DivergenceError(
+                    f"training diverged at epoch {self.epoch + 1}, batch {b + 1}: the loss "
+                    f"became {batch_loss}; try a smaller learning rate."
+                )
+            if train.y is not None:
+                correct += int(np.count_nonzero(np.argmax(O, axis=1) == train.y[idx]))
+            loss_sum += batch_loss
+            seen += len(idx)
+            self.optimizer.step(net.weights, grads, self.lr_at(self.epoch + b / n_batches))
+            if on_batch is not None:
+                on_batch(len(idx), batch_loss / len(idx))
+            if stop and b + 1 < n_batches:
+                self.stopped_by = stop.signal
+                break
+        for k, w in enumerate(net.weights):
+            if not np.isfinite(w).all():
+                raise DivergenceError(
+                    f"training diverged in epoch {self.epoch + 1}: w{k} holds NaN or "
+                    "infinite values; try a smaller learning rate."
+                )
+        seconds = time.perf_counter() - start
+        self.train_seconds += seconds
+        return {
+            "train_loss": loss_sum / seen,
+            "train_accuracy": correct / seen if train.y is not None else None,
+            "samples": seen,
+            "train_seconds": seconds,
+        }
+
+    def fit(
+        self,
+        train: Split,
+        evals: dict[str, Split] | None = None,
+        *,
+        stop: StopFlag | None = None,
+        on_batch: Callable[[int, float], None] | None = None,
+        on_epoch_start: Callable[[int], None] | None = None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Train until ``epochs`` are done or ``stop`` is set; return the per-epoch metrics."""
+        evals = evals or {}
+        while self.epoch < self.epochs and not (stop and stop.signal):
+            if on_epoch_start is not None:
+                on_epoch_start(self.epoch)
+            start = time.perf_counter()
+            lr = self.lr_at(self.epoch)
+            row = self.run_epoch(train, stop=stop, on_batch=on_batch)
+            for name, data in evals.items():
+                loss, acc = evaluate(self.net, data)
+                row[f"{name}_loss"], row[f"{name}_accuracy"] = loss, acc
+            self.epoch += 1
+            row = {"epoch": self.epoch, "lr": lr, **row}
+            row["seconds"] = time.perf_counter() - start
+            if stop and stop.signal:
+                row["interrupted"] = stop.signal
+                self.stopped_by = stop.signal
+            self.history.append(row)
+            if on_epoch is not None:
+                on_epoch(row)
+        return self.history

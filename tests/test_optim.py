@@ -1,0 +1,91 @@
+"""Optimizers against their textbook update rules, written out by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnet.errors import NnetError
+from nnet.optim import SGD, Adam, make_optimizer
+
+
+def weights_and_grads(seed=0):
+    rng = np.random.default_rng(seed)
+    w = [rng.normal(size=(4, 3)), rng.normal(size=(4, 2))]
+    g = [[rng.normal(size=x.shape) for x in w] for _ in range(3)]
+    return w, g
+
+
+def test_sgd_with_momentum_matches_the_rule():
+    w, gs = weights_and_grads()
+    ref = [x.copy() for x in w]
+    v = [np.zeros_like(x) for x in w]
+    opt = SGD(momentum=0.5)
+    for g in gs:
+        opt.step(w, g, 0.1)
+        for k in range(2):
+            v[k] = 0.5 * v[k] + g[k]
+            ref[k] = ref[k] - 0.1 * v[k]
+    for a, b in zip(w, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-14)
+
+
+def test_nesterov_matches_the_rule():
+    w, gs = weights_and_grads(1)
+    ref = [x.copy() for x in w]
+    v = [np.zeros_like(x) for x in w]
+    opt = SGD(momentum=0.9, nesterov=True)
+    for g in gs:
+        opt.step(w, g, 0.01)
+        for k in range(2):
+            v[k] = 0.9 * v[k] + g[k]
+            ref[k] = ref[k] - 0.01 * (g[k] + 0.9 * v[k])
+    for a, b in zip(w, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-14)
+
+
+@pytest.mark.parametrize("decoupled", [False, True])
+def test_adam_and_adamw_match_the_rule(decoupled):
+    w, gs = weights_and_grads(2)
+    ref = [x.copy() for x in w]
+    m = [np.zeros_like(x) for x in w]
+    v = [np.zeros_like(x) for x in w]
+    lr, wd, b1, b2, eps = 0.01, 0.1, 0.9, 0.999, 1e-8
+    opt = Adam(weight_decay=wd, decoupled=decoupled)
+    for t, g in enumerate(gs, start=1):
+        opt.step(w, g, lr)
+        for k in range(2):
+            gk = g[k].copy()
+            if not decoupled:
+                gk[:-1] += wd * ref[k][:-1]  # L2, not on the bias row
+            m[k] = b1 * m[k] + (1 - b1) * gk
+            v[k] = b2 * v[k] + (1 - b2) * gk**2
+            mhat, vhat = m[k] / (1 - b1**t), v[k] / (1 - b2**t)
+            if decoupled:
+                ref[k][:-1] -= lr * wd * ref[k][:-1]
+            ref[k] = ref[k] - lr * mhat / (np.sqrt(vhat) + eps)
+    for a, b in zip(w, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_weight_decay_spares_the_bias_row():
+    w = [np.ones((3, 2))]
+    SGD(weight_decay=0.5).step(w, [np.zeros((3, 2))], 1.0)
+    np.testing.assert_allclose(w[0][:-1], 0.5)
+    np.testing.assert_allclose(w[0][-1], 1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "sgd", "momentum": 1.0}, "momentum must be in"),
+        ({"name": "sgd", "momentum": -0.1}, "momentum must be in"),
+        ({"name": "sgd", "nesterov": True}, "Nesterov momentum needs"),
+        ({"name": "sgd", "weight_decay": -1.0}, "weight decay must be"),
+        ({"name": "adam", "momentum": 0.9}, "adam has no momentum"),
+        ({"name": "rmsprop"}, "unknown optimizer"),
+    ],
+)
+def test_bad_settings(kwargs, message):
+    with pytest.raises(NnetError, match=message):
+        make_optimizer(**kwargs)

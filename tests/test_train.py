@@ -1,0 +1,125 @@
+"""The training loop on small synthetic problems: it learns, it is reproducible, it stops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import nnet
+from nnet.optim import SGD, Adam
+from nnet.train import DivergenceError, Split, StopFlag, Trainer, evaluate
+
+
+def blobs(n=240, seed=0, dtype="float64"):
+    """Three Gaussian blobs in 4-D: an easy 3-class problem."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    centers = np.array([[2, 0, 0, 1], [0, 2, 0, -1], [0, 0, 2, 0]], dtype=float)
+    x = (centers[y] + rng.normal(0, 0.5, (n, 4))).astype(dtype)
+    return Split(x, np.eye(3, dtype=dtype)[y], y)
+
+
+def make(seed=0, engine="backprop", dtype="float64", batch_size=32, epochs=5, **kw):
+    rng_init, rng_train = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    net = nnet.Network([4, 8, 3], "sigmoid", seed=rng_init, dtype=dtype)
+    return Trainer(
+        net,
+        SGD(momentum=0.5),
+        lr=kw.pop("lr", 2.0),
+        batch_size=batch_size,
+        epochs=epochs,
+        rng=rng_train,
+        engine=engine,
+        **kw,
+    )
+
+
+def test_training_learns_the_blobs():
+    data = blobs()
+    trainer = make(epochs=20)
+    before, _ = evaluate(trainer.net, data)
+    history = trainer.fit(data, {"test": blobs(seed=1)})
+    assert len(history) == 20 and [r["epoch"] for r in history] == list(range(1, 21))
+    assert history[-1]["train_loss"] < 0.5 * before
+    assert history[-1]["test_accuracy"] > 0.95
+
+
+def test_same_seed_same_run_bit_for_bit():
+    data = blobs()
+    a, b = make(seed=7), make(seed=7)
+    ha, hb = a.fit(data), b.fit(data)
+    assert all(np.array_equal(u, v) for u, v in zip(a.net.weights, b.net.weights, strict=True))
+    assert [r["train_loss"] for r in ha] == [r["train_loss"] for r in hb]
+    c = make(seed=8)
+    c.fit(data)
+    assert not np.array_equal(a.net.weights[0], c.net.weights[0])
+
+
+def test_every_engine_gives_the_same_curve():
+    data = blobs(n=50)
+    curves = {}
+    for engine in nnet.ENGINES:
+        trainer = make(engine=engine, batch_size=16, epochs=3)
+        curves[engine] = [r["train_loss"] for r in trainer.fit(data, {"test": data})]
+    for engine, curve in curves.items():
+        np.testing.assert_allclose(curve, curves["backprop"], rtol=1e-10, err_msg=engine)
+
+
+def test_last_partial_batch_is_used():
+    data = blobs(n=10)
+    seen = []
+    trainer = make(batch_size=3, epochs=1)
+    row = trainer.fit(data, on_batch=lambda n, loss: seen.append(n))[0]
+    assert seen == [3, 3, 3, 1] and row["samples"] == 10
+
+
+def test_each_epoch_shuffles_with_the_seeded_generator(monkeypatch):
+    import nnet.train
+
+    data = blobs(n=12)
+    seen: list[np.ndarray] = []
+    backprop = nnet.train._ENGINES["backprop"]
+
+    def recording(net, x, t, masks=None):
+        seen.append(x[:, 0].copy())
+        return backprop(net, x, t, masks=masks)
+
+    monkeypatch.setitem(nnet.train._ENGINES, "backprop", recording)
+    trainer = make(seed=3, batch_size=12, epochs=2)
+    expected_rng = np.random.default_rng(np.random.SeedSequence(3).spawn(2)[1])
+    trainer.fit(data)
+    for epoch in range(2):
+        np.testing.assert_array_equal(seen[epoch], data.x[expected_rng.permutation(12), 0])
+    assert not np.array_equal(seen[0], seen[1])
+
+
+def test_divergence_stops_loudly_naming_epoch_and_batch():
+    data = blobs()
+    trainer = make(lr=1e6, epochs=5)
+    trainer.net.weights[0][0, 0] = np.nan
+    with pytest.raises(DivergenceError, match=r"epoch 1, batch 1.*smaller learning rate"):
+        trainer.fit(data)
+
+
+def test_adam_trains_too():
+    data = blobs()
+    rng = np.random.default_rng(0)
+    net = nnet.Network([4, 8, 3], "relu", loss="cross_entropy", seed=rng, dtype="float64")
+    trainer = Trainer(net, Adam(), lr=0.01, batch_size=32, epochs=10, rng=rng)
+    assert trainer.fit(data, {"test": blobs(seed=2)})[-1]["test_accuracy"] > 0.95
+
+
+def test_stop_flag_stops_after_the_current_batch():
+    data = blobs(n=100)
+    trainer = make(batch_size=10, epochs=5)
+    stop = StopFlag()
+    count = []
+
+    def on_batch(n, loss):
+        count.append(n)
+        if len(count) == 3:
+            stop.signal = "SIGINT"
+
+    history = trainer.fit(data, stop=stop, on_batch=on_batch)
+    assert len(count) == 3 and len(history) == 1
+    assert history[0]["interrupted"] == "SIGINT" and trainer.stopped_by == "SIGINT"
