@@ -32,8 +32,8 @@ def test_every_A_is_an_outer_product_of_a_and_M():
         x, _ = random_batch(rng, net, 4)
         A, M = all_A_and_M(net, x)
         for (k, _l), A_kl in A.items():
-            # A[q, b, i, j] = a^k[b, i] * M[q, b, j]
-            outer = net.a[k][None, :, :, None] * M[k, _l][:, :, None, :]
+            # A[q, b, j, i] = A^{l,q}_k[i, j] of sample b = a^k[b, i] * M[q, b, j]
+            outer = M[k, _l][:, :, :, None] * net.a[k][None, :, None, :]
             np.testing.assert_allclose(A_kl, outer, rtol=1e-12, atol=1e-15)
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import nnet
-from nnet.model_file import ModelFileError, atomic_write
+from nnet.fileio import atomic_write
+from nnet.model_file import ModelFileError
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

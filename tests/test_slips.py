@@ -157,11 +157,11 @@ def test_S9_the_k_equal_l_minus_2_shortcut(s):
 def test_S10_A_l_q_k_is_the_derivative_of_a_l_not_a_L(s):
     k, l = 0, 2  # l < L: the A of (4)-(6) are derivatives of a^l
     gp = [None] + [g[None, :] for g in s.gp[1:]]
-    A = matrix.eq5_A(s.a[k][None, :], gp[k + 1], s.w[k + 1], gp[k + 2])  # (q, b, i, j)
+    A = matrix.eq5_A(s.a[k][None, :], gp[k + 1], s.w[k + 1], gp[k + 2])  # A[q, b, j, i]
     for q, i, j in [(0, 0, 0), (3, 2, 4), (1, 3, 2)]:
-        assert close(A[q, 0, i, j], fd(s, l, q, k, i, j))
+        assert close(A[q, 0, j, i], fd(s, l, q, k, i, j))
     L = len(SIZES) - 1
-    assert not close(A[1, 0, 3, 2], fd(s, L, 1, k, 3, 2))
+    assert not close(A[1, 0, 2, 3], fd(s, L, 1, k, 3, 2))
 
 
 def test_S11_g_prime_is_taken_at_layer_l_in_4_5_6(s):
@@ -170,20 +170,20 @@ def test_S11_g_prime_is_taken_at_layer_l_in_4_5_6(s):
     # (4), l = k+1: corrected factor g'(h^(k+1)_q); as written g'(h^k_q)
     A4 = matrix.eq4_A(s.a[k][None, :], gp[k + 1])
     q, i = 2, 1
-    assert close(A4[q, 0, i, q], fd(s, k + 1, q, k, i, q))
+    assert close(A4[q, 0, q, i], fd(s, k + 1, q, k, i, q))
     assert not close(s.gp[k][q] * s.a[k][i], fd(s, k + 1, q, k, i, q))
     # (5), l = k+2
     A5 = matrix.eq5_A(s.a[k][None, :], gp[k + 1], s.w[k + 1], gp[k + 2])
     q, i, j = 1, 2, 3
     truth = fd(s, k + 2, q, k, i, j)
-    assert close(A5[q, 0, i, j], truth)
+    assert close(A5[q, 0, j, i], truth)
     assert not close(s.gp[k][q] * s.w[k + 1][j, q] * s.gp[k + 1][j] * s.a[k][i], truth)
     # (6), l = k+3: as written, the factor g'(h^k_q) of layer k
     A6 = matrix.eq6_A(A5, s.w[k + 2], gp[k + 3])
     q = 2
     truth = fd(s, k + 3, q, k, i, j)
-    assert close(A6[q, 0, i, j], truth)
-    assert not close(A6[q, 0, i, j] / s.gp[k + 3][q] * s.gp[k][q], truth)
+    assert close(A6[q, 0, j, i], truth)
+    assert not close(A6[q, 0, j, i] / s.gp[k + 3][q] * s.gp[k][q], truth)
 
 
 def test_S12_w_k_has_number_k_plus_1_rows_and_number_k_plus_1_columns(s):

@@ -353,7 +353,7 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from nnet.model_file import atomic_write
+    from nnet.fileio import atomic_write
     from nnet.optim import make_optimizer
     from nnet.train import StopFlag, Trainer
 

@@ -38,6 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from nnet.errors import NnetError
+from nnet.fileio import new_file_mode
 from nnet.idx import IdxError, read_idx
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
@@ -233,6 +234,7 @@ def _fetch_one(
         raise _LocalError(f"cannot create a file in {folder} ({e.strerror or e})") from e
     tmp = Path(tmp_name)
     try:
+        os.chmod(tmp, new_file_mode(folder / filename))
         with os.fdopen(fd, "wb") as out:
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 length = response.headers.get("Content-Length")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import gzip
 import math
 import os
-import tempfile
 import zlib
 from pathlib import Path
 from typing import BinaryIO
@@ -34,6 +33,7 @@ from typing import BinaryIO
 import numpy as np
 
 from nnet.errors import NnetError
+from nnet.fileio import atomic_write
 
 # Type code -> big-endian NumPy dtype of the data.
 IDX_TYPES: dict[int, str] = {
@@ -244,17 +244,11 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
         raise NnetError(f"IDX dimensions must be below 2**32; got shape {arr.shape}.")
     header = bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
     data = np.ascontiguousarray(arr, dtype=np.dtype(IDX_TYPES[code])).tobytes()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            if path.name.endswith(".gz"):
-                with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as z:
-                    z.write(header)
-                    z.write(data)
-            else:
-                out.write(header)
-                out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as out:
+        if path.name.endswith(".gz"):
+            with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as z:
+                z.write(header)
+                z.write(data)
+        else:
+            out.write(header)
+            out.write(data)

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
 from nnet.errors import NnetError
+from nnet.fileio import atomic_write
 from nnet.network import Network
 
 FORMAT = "nnet-model"
@@ -38,32 +37,6 @@ MAX_TOTAL_BYTES = 2**31  # 2 GiB: far above any MLP nnet trains
 
 class ModelFileError(NnetError):
     """A model file that cannot be used; the message names the file and the problem."""
-
-
-@contextmanager
-def atomic_write(path: str | os.PathLike[str], mode: str = "wb"):
-    """Open a temporary file next to ``path``; on success rename it onto ``path``.
-
-    On any exception (KeyboardInterrupt included) the temporary file is removed and
-    ``path`` is left exactly as it was.
-    """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise NnetError(f"cannot write {path}: the folder {folder} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def save(net: Network, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> None:
