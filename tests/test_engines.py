@@ -133,3 +133,48 @@ def test_one_large_step_drives_the_sample_error_near_zero():
         after = trial.mean_error(x, t)
         assert before > 0.05
         assert after < 1e-3 * before, f"{engine}: {before:.3g} -> {after:.3g}"
+
+
+def dropout_masks(rng, net, batch, rates):
+    """Inverted-dropout masks for layers 0..L-1 (None where the rate is 0)."""
+    masks = []
+    for l, p in enumerate(rates):
+        if p == 0:
+            masks.append(None)
+        else:
+            keep = rng.random((batch, net.sizes[l])) >= p
+            masks.append(keep / (1 - p))
+    return masks
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("hidden", [0, 1, 2, 3])
+def test_dropout_gradients_match_finite_differences(hidden, loss):
+    """With the masks held fixed, every engine differentiates the same dropped network."""
+    rng = np.random.default_rng([hidden, 7])
+    for activation in ACTIVATIONS:
+        acts = [activation] * hidden + ["identity" if loss == "cross_entropy" else activation]
+        net = random_net(rng, hidden, acts, loss=loss)
+        x, t = random_batch(rng, net, 5)
+        rates = [0.3] + [0.5] * hidden
+        masks = dropout_masks(rng, net, 5, rates)
+        ref = numerical_gradients(net, x, t, masks=masks)
+        plain = nnet.gradients(net, x, t)
+        for engine in nnet.ENGINES:
+            g = nnet.gradients(net, x, t, engine=engine, masks=masks)
+            err = relative_error(g, ref)
+            assert err <= FD_TOL, f"{engine}/{activation}: {err:.2e} with dropout"
+        if any(np.abs(r).max() > 0 for r in ref):  # (one softmax output has no gradient)
+            assert relative_error(plain, ref) > 1e-3  # the masks really change the gradient
+
+
+def test_dropout_masks_scale_kept_activations():
+    rng = np.random.default_rng(0)
+    net = nnet.Network([6, 5, 3], "relu", seed=0, dtype="float64")
+    x = rng.random((4, 6))
+    masks = dropout_masks(rng, net, 4, [0.0, 0.5])
+    net.forward(x, masks=masks)
+    dropped = net.a[1][:, :-1].copy()
+    net.forward(x)
+    np.testing.assert_allclose(dropped, net.a[1][:, :-1] * masks[1])
+    assert np.all(net.a[1][:, -1] == 1.0)  # the bias neuron is never dropped

@@ -126,3 +126,26 @@ def test_bad_gradient_input_raises_value_error(x, t, engine, message):
     net = nnet.Network([4, 3], seed=0)
     with pytest.raises(ValueError, match=message):
         nnet.gradients(net, x, t, engine=engine)
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_activation_into_a_buffer_equals_the_plain_call(activation):
+    g = ACTIVATIONS[activation]
+    h = np.random.default_rng(0).normal(0, 3, (5, 7))
+    out = np.full_like(h, np.nan)
+    assert g(h, out=out) is out
+    np.testing.assert_array_equal(out, g(h))
+
+
+def test_forward_returns_a_new_array_and_keeps_the_last_pass():
+    net = nnet.Network([4, 3, 2], "tanh", seed=0, dtype="float64")
+    rng = np.random.default_rng(1)
+    x1, x2 = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    o1 = net.forward(x1)
+    o1_again = o1.copy()
+    o2 = net.forward(x2)
+    np.testing.assert_array_equal(o1, o1_again)  # not overwritten by the second pass
+    np.testing.assert_array_equal(net.a[2][:, :-1], o2)  # net.a holds the last pass
+    copy = net.copy()
+    copy.forward(x1)
+    np.testing.assert_array_equal(net.a[2][:, :-1], o2)  # a copy has its own buffers

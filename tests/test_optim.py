@@ -89,3 +89,35 @@ def test_weight_decay_spares_the_bias_row():
 def test_bad_settings(kwargs, message):
     with pytest.raises(NnetError, match=message):
         make_optimizer(**kwargs)
+
+
+def test_schedules():
+    from nnet.optim import make_schedule
+
+    const = make_schedule("constant", 0.1, epochs=10)
+    assert const(0) == const(9.9) == 0.1
+    step = make_schedule("step", 0.1, epochs=10, step_every=3, gamma=0.5)
+    assert [step(p) for p in (0, 2.9, 3, 6.5, 9)] == pytest.approx([0.1, 0.1, 0.05, 0.025, 0.0125])
+    cos = make_schedule("cosine", 0.1, epochs=10)
+    assert cos(0) == pytest.approx(0.1) and cos(5) == pytest.approx(0.05)
+    assert cos(10) == pytest.approx(0.0, abs=1e-12)
+    assert all(cos(p) >= cos(p + 0.5) for p in np.arange(0, 9.5, 0.5))
+    warm = make_schedule("cosine", 0.1, epochs=10, warmup=2)
+    assert warm(0.5) == pytest.approx(0.025) and warm(1.0) == pytest.approx(0.05)
+    assert warm(2) == pytest.approx(0.1) and warm(6) == pytest.approx(0.05)
+    assert warm(0) > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "cyclic"}, "unknown schedule"),
+        ({"name": "cosine", "warmup": 10}, "warm-up must be"),
+        ({"name": "step", "gamma": 0}, "step schedule needs"),
+    ],
+)
+def test_bad_schedules(kwargs, message):
+    from nnet.optim import make_schedule
+
+    with pytest.raises(NnetError, match=message):
+        make_schedule(lr=0.1, epochs=10, **kwargs)

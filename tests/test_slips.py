@@ -31,9 +31,10 @@ def s():
 
     s = S()
     s.net, s.x, s.w = net, x, net.weights
-    s.a = [a_l[0] for a_l in net.a]
-    s.h = [None] + [h_l[0] for h_l in net.h[1:]]
-    s.gp = [None] + [net.gprime(l)[0] for l in range(1, net.L + 1)]
+    # copies: net.a and net.h are buffers that the next forward pass overwrites
+    s.a = [a_l[0].copy() for a_l in net.a]
+    s.h = [None] + [h_l[0].copy() for h_l in net.h[1:]]
+    s.gp = [None] + [net.gprime(l)[0].copy() for l in range(1, net.L + 1)]
     s.dadw = make_dadw(
         SIZES,
         [w.tolist() for w in s.w],

@@ -80,9 +80,9 @@ def test_each_epoch_shuffles_with_the_seeded_generator(monkeypatch):
     seen: list[np.ndarray] = []
     backprop = nnet.train._ENGINES["backprop"]
 
-    def recording(net, x, t, masks=None):
+    def recording(net, x, t, masks=None, out=None):
         seen.append(x[:, 0].copy())
-        return backprop(net, x, t, masks=masks)
+        return backprop(net, x, t, masks=masks, out=out)
 
     monkeypatch.setitem(nnet.train._ENGINES, "backprop", recording)
     trainer = make(seed=3, batch_size=12, epochs=2)
@@ -123,3 +123,67 @@ def test_stop_flag_stops_after_the_current_batch():
     history = trainer.fit(data, stop=stop, on_batch=on_batch)
     assert len(count) == 3 and len(history) == 1
     assert history[0]["interrupted"] == "SIGINT" and trainer.stopped_by == "SIGINT"
+
+
+def test_early_stopping_restores_the_best_weights():
+    train, val = blobs(n=60, seed=0), blobs(n=200, seed=5)
+    # a rate so large that the validation loss gets worse after a while
+    trainer = make(lr=30.0, epochs=40, batch_size=10, patience=3)
+    history = trainer.fit(train, {"val": val})
+    best_loss, best_epoch, best_weights = trainer.best
+    assert best_loss == min(r["val_loss"] for r in history)
+    assert history[best_epoch - 1]["val_loss"] == best_loss
+    assert trainer.early_stopped and best_epoch < 40  # it did stop early, 3 epochs after the best
+    assert history[-1]["early_stop"] and len(history) == best_epoch + 3
+    assert all(np.array_equal(w, b) for w, b in zip(trainer.net.weights, best_weights, strict=True))
+    assert evaluate(trainer.net, val)[0] == pytest.approx(best_loss)
+
+
+def test_patience_needs_a_validation_split():
+    from nnet.errors import NnetError
+
+    with pytest.raises(NnetError, match="validation split"):
+        make(patience=2).fit(blobs())
+
+
+def test_dropout_training_is_reproducible_and_different():
+    data = blobs()
+    a = make(seed=1, dropout=[0.2, 0.5])
+    b = make(seed=1, dropout=[0.2, 0.5])
+    c = make(seed=1)
+    for t in (a, b, c):
+        t.fit(data)
+    assert np.array_equal(a.net.weights[0], b.net.weights[0])
+    assert not np.array_equal(a.net.weights[0], c.net.weights[0])
+
+
+@pytest.mark.parametrize("rates", [[0.5], [0.2, 1.0], [-0.1, 0.2]])
+def test_bad_dropout_rates(rates):
+    from nnet.errors import NnetError
+
+    with pytest.raises(NnetError, match="dropout needs 2 rates"):
+        make(dropout=rates)
+
+
+def test_autoencoder_targets_survive_input_dropout(monkeypatch):
+    """The trainer reuses the input buffer as an autoencoder's targets; input dropout,
+    which scales that buffer in place, must not leak into the targets."""
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 6))
+    data = Split(x, x, None)
+    net = nnet.Network([6, 3, 6], "sigmoid", seed=0, dtype="float64")
+    trainer = Trainer(net, SGD(), lr=0.5, batch_size=40, epochs=1, rng=rng, dropout=[0.5, 0.0])
+    seen = []
+    import nnet.train as train_module
+
+    backprop = train_module._ENGINES["backprop"]
+
+    def recording(net, xb, tb, masks=None, out=None):
+        seen.append((tb.copy(), np.asarray(masks[0]).copy()))
+        return backprop(net, xb, tb, masks=masks, out=out)
+
+    monkeypatch.setitem(train_module._ENGINES, "backprop", recording)
+    trainer.fit(data)
+    targets, mask = seen[0]
+    assert np.any(mask == 0)
+    assert set(map(tuple, targets)) <= set(map(tuple, x))  # whole, undropped samples

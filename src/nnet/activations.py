@@ -3,6 +3,7 @@
 The notes write a^k_j = g(h^k_j) with one g for the whole network; `nnet` allows one per
 layer. Each activation is a pair (g, g') that works on NumPy arrays of any shape, so the
 engines read like the equations: ``a = g(h)`` and ``g.prime(h, a)`` for g'(h).
+``g(h, out=buffer)`` writes into an existing array (the forward pass reuses its buffers).
 
 ``prime`` may use ``a = g(h)`` when the caller already has it (sigmoid: g' = a(1 - a)),
 which saves recomputing a transcendental function; the result is the same number.
@@ -25,11 +26,12 @@ class Activation:
     """A named activation: ``g(h)`` and its derivative ``prime(h, a)`` = g'(h)."""
 
     name: str
-    g: Callable[[Array], Array]
+    g: Callable[[Array, Array | None], Array]
     _prime: Callable[[Array, Array | None], Array]
 
-    def __call__(self, h: Array) -> Array:
-        return self.g(h)
+    def __call__(self, h: Array, out: Array | None = None) -> Array:
+        """g(h), into ``out`` (same shape as h) when given."""
+        return self.g(h, out)
 
     def prime(self, h: Array, a: Array | None = None) -> Array:
         """g'(h); ``a`` (= g(h), same shape) is used when given to avoid recomputation."""
@@ -39,9 +41,15 @@ class Activation:
         return f"Activation({self.name!r})"
 
 
-def _sigmoid(h: Array) -> Array:
+def _sigmoid(h: Array, out: Array | None = None) -> Array:
     # 1/(1+e^-h) = (1 + tanh(h/2))/2: one transcendental, no overflow for any h.
-    return 0.5 * (1.0 + np.tanh(0.5 * h))
+    if out is None:
+        return 0.5 * (1.0 + np.tanh(0.5 * h))
+    np.multiply(h, 0.5, out=out)
+    np.tanh(out, out=out)
+    out += 1.0
+    out *= 0.5
+    return out
 
 
 def _sigmoid_prime(h: Array, a: Array | None) -> Array:
@@ -54,8 +62,12 @@ def _tanh_prime(h: Array, a: Array | None) -> Array:
     return 1.0 - t * t
 
 
-def _relu(h: Array) -> Array:
-    return np.maximum(h, 0)
+def _tanh(h: Array, out: Array | None = None) -> Array:
+    return np.tanh(h, out=out)
+
+
+def _relu(h: Array, out: Array | None = None) -> Array:
+    return np.maximum(h, 0, out=out)
 
 
 def _relu_prime(h: Array, a: Array | None) -> Array:
@@ -66,25 +78,37 @@ def _relu_prime(h: Array, a: Array | None) -> Array:
 LEAKY_SLOPE = 0.01  # the customary slope of leaky ReLU for h < 0 (not a setting to edit)
 
 
-def _leaky_relu(h: Array) -> Array:
-    return np.where(h > 0, h, LEAKY_SLOPE * h)
+def _leaky_relu(h: Array, out: Array | None = None) -> Array:
+    # max(h, slope h) for a slope below 1
+    if out is None:
+        return np.maximum(h, LEAKY_SLOPE * h)
+    np.multiply(h, LEAKY_SLOPE, out=out)
+    return np.maximum(h, out, out=out)
 
 
 def _leaky_relu_prime(h: Array, a: Array | None) -> Array:
     return np.where(h > 0, 1.0, LEAKY_SLOPE).astype(h.dtype)
 
 
-def _elu(h: Array) -> Array:
+def _elu(h: Array, out: Array | None = None) -> Array:
     # ELU with alpha = 1: smooth (C^1) everywhere, h for h > 0, e^h - 1 below.
-    return np.where(h > 0, h, np.expm1(np.minimum(h, 0)))
+    if out is None:
+        return np.where(h > 0, h, np.expm1(np.minimum(h, 0)))
+    np.minimum(h, 0, out=out)
+    np.expm1(out, out=out)
+    np.copyto(out, h, where=h > 0)
+    return out
 
 
 def _elu_prime(h: Array, a: Array | None) -> Array:
     return np.where(h > 0, 1.0, np.exp(np.minimum(h, 0))).astype(h.dtype)
 
 
-def _identity(h: Array) -> Array:
-    return h
+def _identity(h: Array, out: Array | None = None) -> Array:
+    if out is None:
+        return h.copy()
+    np.copyto(out, h)
+    return out
 
 
 def _identity_prime(h: Array, a: Array | None) -> Array:
@@ -95,7 +119,7 @@ ACTIVATIONS: dict[str, Activation] = {
     act.name: act
     for act in (
         Activation("sigmoid", _sigmoid, _sigmoid_prime),
-        Activation("tanh", np.tanh, _tanh_prime),
+        Activation("tanh", _tanh, _tanh_prime),
         Activation("relu", _relu, _relu_prime),
         Activation("leaky_relu", _leaky_relu, _leaky_relu_prime),
         Activation("elu", _elu, _elu_prime),

@@ -22,12 +22,12 @@ from nnet.activations import ACTIVATIONS
 from nnet.datasets import DATASETS
 from nnet.engines import ENGINES
 from nnet.errors import NnetError
+from nnet.experiment import one_or_list, to_split
 from nnet.init import INITS
 from nnet.loss import LOSSES
 from nnet.network import DTYPES, Network, check_sizes
-from nnet.optim import OPTIMIZERS
+from nnet.optim import OPTIMIZERS, SCHEDULES
 from nnet.presets import PRESETS
-from nnet.train import Split
 
 # ----------------------------------------------------------------------------- arg types
 
@@ -65,10 +65,6 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
-
-
-def one_or_list(names: list[str]) -> str | list[str]:
-    return names[0] if len(names) == 1 else names
 
 
 # ----------------------------------------------------------------------------- gradcheck
@@ -188,6 +184,14 @@ def fraction_below_one(text: str) -> float:
     return value
 
 
+def rates_arg(text: str) -> list[float]:
+    """'0.2' or '0.2,0.5,0.5': dropout rates, each in [0, 1)."""
+    try:
+        return [fraction_below_one(part) for part in text.split(",")]
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"dropout rates: {exc}") from None
+
+
 def nonnegative_int(text: str) -> int:
     try:
         value = int(text)
@@ -274,7 +278,19 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--momentum", type=fraction_below_one)
     p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--weight-decay", type=nonnegative_float)
+    p.add_argument(
+        "--dropout",
+        type=rates_arg,
+        help="dropout rate for every hidden layer, or one per layer 0..L-1 (input first)",
+    )
+    p.add_argument("--schedule", choices=list(SCHEDULES), help="learning-rate schedule")
+    p.add_argument("--warmup", type=nonnegative_float, help="epochs of linear warm-up")
     p.add_argument("--val", type=nonnegative_int, help="training samples held out for validation")
+    p.add_argument(
+        "--patience",
+        type=nonnegative_int,
+        help="stop after this many epochs without a better validation loss (needs --val)",
+    )
     p.add_argument(
         "--train-samples",
         type=positive_int,
@@ -307,34 +323,9 @@ def train_settings(args: argparse.Namespace) -> dict[str, Any]:
         dtype=args.dtype,
         train_samples=args.train_samples,
     )
+    if args.nesterov is not None:
+        settings["nesterov"] = args.nesterov
     return settings
-
-
-def load_splits(
-    settings: dict[str, Any], args: argparse.Namespace, rng: np.random.Generator
-) -> tuple[Split, dict[str, Split], Any]:
-    """Training split and evaluation splits (validation, test) as the settings ask."""
-    from nnet.datasets import load, one_hot, split_validation, to_inputs
-
-    data = load(
-        settings["dataset"], args.data, download=not args.no_download, progress=not args.quiet
-    )
-    x_train, y_train = data.x_train, data.y_train
-    evals: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    if settings["val"]:
-        x_train, y_train, x_val, y_val = split_validation(x_train, y_train, settings["val"], rng)
-        evals["val"] = (x_val, y_val)
-    evals["test"] = (data.x_test, data.y_test)
-    if args.train_samples is not None:
-        x_train, y_train = x_train[: args.train_samples], y_train[: args.train_samples]
-
-    def split(x: np.ndarray, y: np.ndarray) -> Split:
-        xf = to_inputs(x.reshape(len(x), -1), settings["dtype"])
-        if settings["task"] == "autoencoder":
-            return Split(xf, xf, None)
-        return Split(xf, one_hot(y, 10, settings["dtype"]), y)
-
-    return split(x_train, y_train), {k: split(*v) for k, v in evals.items()}, data
 
 
 def format_epoch(row: dict[str, Any], epochs: int) -> str:
@@ -353,49 +344,13 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from nnet.experiment import build, model_meta
     from nnet.fileio import atomic_write
-    from nnet.optim import make_optimizer
-    from nnet.train import StopFlag, Trainer
+    from nnet.train import StopFlag, evaluate
 
     settings = train_settings(args)
-    sizes = settings["sizes"]
-    if sizes[0] != 784:
-        raise NnetError(
-            f"MNIST inputs have 784 pixels; --sizes must start with 784, not {sizes[0]}."
-        )
-    want_out = 784 if settings["task"] == "autoencoder" else 10
-    if sizes[-1] != want_out:
-        raise NnetError(
-            f"the {settings['task']} needs {want_out} outputs; --sizes must end with "
-            f"{want_out}, not {sizes[-1]}."
-        )
-    init_rng, split_rng, train_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(args.seed).spawn(3)
-    )
-    net = Network(
-        sizes,
-        one_or_list(settings["activation"]),
-        loss=settings["loss"],
-        init=one_or_list(settings["init"]) if settings["init"] else None,
-        seed=init_rng,
-        dtype=settings["dtype"],
-    )
-    optimizer = make_optimizer(
-        settings["optimizer"],
-        momentum=settings["momentum"],
-        nesterov=settings["nesterov"],
-        weight_decay=settings["weight_decay"],
-    )
-    train, evals, data = load_splits(settings, args, split_rng)
-    trainer = Trainer(
-        net,
-        optimizer,
-        lr=settings["lr"],
-        batch_size=settings["batch_size"],
-        epochs=settings["epochs"],
-        rng=train_rng,
-        engine=settings["engine"],
-    )
+    exp = build(settings, data=args.data, download=not args.no_download, progress=not args.quiet)
+    trainer, train = exp.trainer, exp.train
     quiet, epochs = args.quiet, settings["epochs"]
     bar = None
 
@@ -430,9 +385,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     stop = StopFlag()
     start = time.perf_counter()
     with stop.catching():
-        history = trainer.fit(
+        trainer.fit(
             train,
-            evals,
+            exp.evals,
             stop=stop,
             on_batch=on_batch,
             on_epoch_start=on_epoch_start,
@@ -441,39 +396,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     if bar is not None:
         bar.close()
-    last = history[-1] if history else {}
-    meta = {
-        "task": settings["task"],
-        "dataset": settings["dataset"],
-        "classes": list(DATASETS[settings["dataset"]].classes),
-        "input": {"shape": [28, 28], "scaling": "pixel / 255", "polarity": "white on black"},
-        "training": {**{k: v for k, v in settings.items() if k != "task"}, **optimizer.settings()},
-        "history": history,
-        "seconds": seconds,
-    }
-    net.save(args.out, meta)
+    exp.net.save(args.out, model_meta(exp, seconds))
+    # The figures of the model as saved (the best epoch's weights when there is a validation
+    # split, which may not be the last epoch's).
+    test_loss, test_acc = evaluate(exp.net, exp.evals["test"])
     summary = {
         "model": str(args.out),
         "epochs": trainer.epoch,
         "seconds": seconds,
-        "test_loss": last.get("test_loss"),
-        "test_accuracy": last.get("test_accuracy"),
-        "train_loss": last.get("train_loss"),
-        "train_accuracy": last.get("train_accuracy"),
+        "test_loss": test_loss,
+        "test_accuracy": test_acc,
+        "best_epoch": trainer.best[1] if trainer.best is not None else trainer.epoch,
         "preset": args.preset,
         "engine": settings["engine"],
         "dtype": settings["dtype"],
-        "seed": args.seed,
+        "seed": settings["seed"],
     }
+    if trainer.history:
+        last = trainer.history[-1]
+        summary.update(train_loss=last["train_loss"], train_accuracy=last["train_accuracy"])
+    if trainer.early_stopped:
+        summary["early_stopped"] = True
     if trainer.stopped_by:
         summary["interrupted"] = trainer.stopped_by
         print(
-            f"nnet: stopped by {trainer.stopped_by} after epoch {trainer.epoch}; "
+            f"nnet: stopped by {trainer.stopped_by} during epoch {trainer.epoch}; "
             f"the model so far is saved in {args.out}.",
             file=sys.stderr,
         )
     if not quiet:
-        print(f"saved {args.out} ({trainer.epoch} epochs, {seconds:.1f} s of training)")
+        best = f", best epoch {summary['best_epoch']}" if trainer.best is not None else ""
+        shown = f"test accuracy {100 * test_acc:.2f}%, " if test_acc is not None else ""
+        print(
+            f"saved {args.out}: {shown}test loss {test_loss:.4f} "
+            f"({trainer.epoch} epochs{best}, {seconds:.1f} s of training)"
+        )
     if args.json:
         print(json.dumps(summary))
     return 130 if trainer.stopped_by == "SIGINT" else 0
@@ -492,7 +449,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from nnet.datasets import load, one_hot, to_inputs
+    from nnet.datasets import load
     from nnet.model_file import load as load_model
     from nnet.train import evaluate
 
@@ -506,10 +463,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     check_model_fits_images(net, args.model, task)
     data = load(name, args.data, download=not args.no_download, progress=not args.json)
     x, y = (data.x_test, data.y_test) if args.split == "test" else (data.x_train, data.y_train)
-    xf = to_inputs(x.reshape(len(x), -1), net.dtype)
-    split = (
-        Split(xf, xf, None) if task == "autoencoder" else Split(xf, one_hot(y, 10, net.dtype), y)
-    )
+    split = to_split(x, y, task, net.dtype)
     loss, acc = evaluate(net, split)
     if args.json:
         print(

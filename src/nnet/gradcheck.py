@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from nnet.engines import ENGINES, gradients
-from nnet.network import Network
+from nnet.network import Masks, Network
 
 Array = np.ndarray
 
@@ -38,8 +38,14 @@ def relative_error(grads: Sequence[Array], reference: Sequence[Array]) -> float:
     return worst
 
 
-def numerical_gradients(net: Network, x: Any, t: Any, *, eps: float = 1e-6) -> list[Array]:
-    """Central differences of the batch mean of E for every weight (float64)."""
+def numerical_gradients(
+    net: Network, x: Any, t: Any, *, eps: float = 1e-6, masks: Masks = None
+) -> list[Array]:
+    """Central differences of the batch mean of E for every weight (float64).
+
+    ``masks`` (dropout) are held fixed, so the function differentiated is the dropped
+    network's, as in the engines.
+    """
     n64 = net.copy("float64")
     x = n64.check_x(x)
     t = n64.check_t(t, x.shape[0])
@@ -50,9 +56,9 @@ def numerical_gradients(net: Network, x: Any, t: Any, *, eps: float = 1e-6) -> l
         for idx in range(flat.size):
             old = flat[idx]
             flat[idx] = old + eps
-            e_plus = np.mean(n64.loss.value(n64._forward(x), t))
+            e_plus = np.mean(n64.loss.value(n64._forward(x, masks), t))
             flat[idx] = old - eps
-            e_minus = np.mean(n64.loss.value(n64._forward(x), t))
+            e_minus = np.mean(n64.loss.value(n64._forward(x, masks), t))
             flat[idx] = old
             gflat[idx] = (e_plus - e_minus) / (2 * eps)
         out.append(g)

@@ -37,6 +37,8 @@ DTYPES = ("float32", "float64")
 
 # Dropout masks for layers 0 ... L-1 (None: no dropout on that layer, or none at all).
 Masks = Sequence[Array | None] | None
+# Arrays shaped like the weights for an engine to write a gradient into (None: new ones).
+Grads = list[Array] | None
 
 
 def check_dtype(dtype: Any) -> np.dtype:
@@ -133,6 +135,8 @@ class Network:
         self.h: list[Array | None] = []
         self.a: list[Array] = []
         self.masks: list[Array | None] | None = None
+        self._buffer_key: tuple | None = None
+        self._buffer: tuple[list[Array], list[Array | None]] = ([], [])
         # What a model file records beside the weights (task, dataset, training settings).
         self.meta: dict[str, Any] = {}
 
@@ -207,34 +211,57 @@ class Network:
 
     # ----------------------------------------------------------------- forward
     def forward(self, x: Any, *, masks: Masks = None) -> Array:
-        """The outputs O = a^L for a batch x of shape (B, #0); keeps h^l and a^l.
+        """The outputs O = a^L for a batch x of shape (B, #0) (a new array).
 
-        ``masks`` (dropout, training only) holds for layers l = 0 ... L-1 either None or a
-        (B, #l) array that multiplies a^l (already divided by the keep probability).
+        ``net.h`` and ``net.a`` then hold this pass's pre-activations and activations (in
+        buffers that the next forward pass reuses). ``masks`` (dropout, training only) holds
+        for layers l = 0 ... L-1 either None or a (B, #l) array that multiplies a^l (already
+        divided by the keep probability).
         """
         x = self.check_x(x)
-        return self._forward(x, masks)
+        return self._forward(x, masks).copy()
+
+    def _buffers(self, B: int) -> tuple[list[Array], list[Array | None]]:
+        """The arrays a^l (bias column set to 1) and h^l for a batch of B samples.
+
+        Kept from one call to the next while B, the sizes and the dtype stay the same, so
+        training allocates nothing per batch. They belong to the *last* forward pass: the
+        next call overwrites them.
+        """
+        key = (B, self.dtype, tuple(self.sizes))
+        if self._buffer_key != key:
+            a = [np.empty((B, n + 1), dtype=self.dtype) for n in self.sizes]
+            for a_l in a:
+                a_l[:, -1] = 1.0  # bias extension a^l_{#l} = 1, never overwritten
+            h: list[Array | None] = [None] + [np.empty((B, n), self.dtype) for n in self.sizes[1:]]
+            self._buffer = (a, h)
+            self._buffer_key = key
+        return self._buffer
+
+    def input_buffer(self, B: int) -> Array:
+        """The array a^0, shape (B, #0 + 1), that the next forward pass of B samples reads.
+
+        A caller may write a batch into it directly — its last column must stay 1 (the bias
+        neuron) — and pass ``buffer[:, :-1]`` as x: `forward` then skips copying its input.
+        The trainer gathers rows of inputs stored with their bias 1 straight into it.
+        """
+        return self._buffers(B)[0][0]
 
     def _forward(self, x: Array, masks: Masks = None) -> Array:
         B = x.shape[0]
         L = self.L
-        h: list[Array | None] = [None] * (L + 1)
-        a: list[Array] = [np.empty(0)] * (L + 1)
-        a0 = np.empty((B, self.sizes[0] + 1), dtype=self.dtype)
-        a0[:, :-1] = x
-        a0[:, -1] = 1.0  # bias extension a^0_{#0} = 1
+        a, h = self._buffers(B)
+        x0 = a[0][:, :-1]
+        if not (x.ctypes.data == x0.ctypes.data and x.strides == x0.strides):
+            np.copyto(x0, x)
         if masks is not None and masks[0] is not None:
-            a0[:, :-1] *= masks[0]
-        a[0] = a0
+            x0 *= masks[0]
         for l in range(1, L + 1):
-            h_l = a[l - 1] @ self.weights[l - 1]  # h^l = a^(l-1) w^(l-1)
-            a_l = np.empty((B, self.sizes[l] + 1), dtype=self.dtype)
-            a_l[:, :-1] = self.g[l](h_l)  # type: ignore[misc]
-            a_l[:, -1] = 1.0
+            np.matmul(a[l - 1], self.weights[l - 1], out=h[l])  # h^l = a^(l-1) w^(l-1)
+            a_l = a[l][:, :-1]
+            self.g[l](h[l], out=a_l)  # type: ignore[misc]
             if masks is not None and l < L and masks[l] is not None:
-                a_l[:, :-1] *= masks[l]
-            h[l] = h_l
-            a[l] = a_l
+                a_l *= masks[l]
         self.h, self.a = h, a
         self.masks = list(masks) if masks is not None else None
         return a[L][:, :-1]
@@ -280,5 +307,6 @@ class Network:
         new.dtype = check_dtype(dtype if dtype is not None else self.dtype)
         new.weights = [w.astype(new.dtype, copy=True) for w in self.weights]
         new.h, new.a, new.masks = [], [], None
+        new._buffer_key, new._buffer = None, ([], [])
         new.meta = dict(self.meta)
         return new

@@ -14,7 +14,8 @@ w^k): shrinking a bias towards 0 does not make the function smoother, it only sh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -122,15 +123,34 @@ class Adam(Optimizer):
             g = _decay(w, g, self.weight_decay)
         m = self._buf(f"m{k}", w)
         v = self._buf(f"v{k}", w)
+        tmp = self._scratch(k, w)  # work space: no temporary arrays in the hot loop
         b1, b2 = self.beta1, self.beta2
-        m *= b1
-        m += (1 - b1) * g
-        v *= b2
-        v += (1 - b2) * (g * g)
         bc1, bc2 = 1 - b1**self.t, 1 - b2**self.t  # bias corrections of m and v
+        # m <- b1 m + (1 - b1) g ;  v <- b2 v + (1 - b2) g^2
+        m *= b1
+        np.multiply(g, 1 - b1, out=tmp)
+        m += tmp
+        v *= b2
+        np.multiply(g, g, out=tmp)
+        tmp *= 1 - b2
+        v += tmp
         if self.weight_decay and self.decoupled:
             w[:-1] -= (lr * self.weight_decay) * w[:-1]
-        w -= (lr / bc1) * m / (np.sqrt(v / bc2) + self.eps)
+        # w <- w - (lr / bc1) m / (sqrt(v / bc2) + eps)
+        np.multiply(v, 1 / bc2, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        tmp += self.eps
+        np.divide(m, tmp, out=tmp)
+        tmp *= lr / bc1
+        w -= tmp
+
+    def _scratch(self, k: int, like: Array) -> Array:
+        """A work array shaped like w^k, not part of the state (never checkpointed)."""
+        cache = self.__dict__.setdefault("_work", {})
+        buf = cache.get(k)
+        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+            buf = cache[k] = np.empty_like(like)
+        return buf
 
     def settings(self) -> dict[str, float | bool | str]:
         return {**super().settings(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
@@ -154,3 +174,53 @@ def make_optimizer(
             raise NnetError(f"{name} has no momentum setting; leave --momentum/--nesterov out.")
         return Adam(weight_decay=weight_decay, decoupled=name == "adamw")
     raise NnetError(f"unknown optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}.")
+
+
+# ----------------------------------------------------------------------------- schedules
+
+SCHEDULES = ("constant", "step", "cosine")
+
+
+def make_schedule(
+    name: str,
+    lr: float,
+    *,
+    epochs: int,
+    warmup: float = 0.0,
+    step_every: float = 1.0,
+    gamma: float = 0.5,
+    min_lr: float = 0.0,
+) -> Callable[[float], float]:
+    """The learning rate as a function of the fractional epoch p (0 at the start).
+
+    - ``constant``: lr;
+    - ``step``: lr * gamma^floor(p / step_every);
+    - ``cosine``: from lr down to ``min_lr`` along half a cosine over the epochs after the
+      warm-up (Loshchilov & Hutter 2017, without restarts).
+
+    ``warmup`` > 0 ramps the rate linearly from (almost) 0 up to lr over the first ``warmup``
+    epochs (Goyal et al. 2017), then the schedule takes over.
+    """
+    if name not in SCHEDULES:
+        raise NnetError(f"unknown schedule {name!r}: expected one of {', '.join(SCHEDULES)}.")
+    if not lr > 0:
+        raise NnetError(f"the learning rate must be > 0; got {lr}.")
+    if warmup < 0 or (epochs > 0 and warmup >= epochs):
+        raise NnetError(f"warm-up must be >= 0 and shorter than the {epochs} epochs; got {warmup}.")
+    if name == "step" and not (step_every > 0 and 0 < gamma <= 1):
+        raise NnetError(
+            f"step schedule needs step_every > 0 and 0 < gamma <= 1; got {step_every}, {gamma}."
+        )
+
+    def rate(p: float) -> float:
+        if p < warmup:
+            return lr * max(p, 1e-3) / warmup
+        if name == "constant":
+            return lr
+        if name == "step":
+            return lr * gamma ** math.floor(p / step_every)
+        span = max(epochs - warmup, 1e-12)
+        progress = min(max((p - warmup) / span, 0.0), 1.0)
+        return min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return rate

@@ -17,7 +17,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -113,7 +113,9 @@ class Trainer:
         epochs: int,
         rng: np.random.Generator,
         engine: str = "backprop",
-        dropout: list[float] | None = None,
+        dropout: Sequence[float] | None = None,
+        patience: int = 0,
+        restore_best: bool = True,
     ) -> None:
         if batch_size < 1:
             raise NnetError(f"batch size must be at least 1; got {batch_size}.")
@@ -126,10 +128,24 @@ class Trainer:
         self.epochs = int(epochs)
         self.rng = rng
         self.engine = check_engine(engine)
+        if dropout is not None:
+            dropout = [float(p) for p in dropout]
+            if len(dropout) != net.L or not all(0 <= p < 1 for p in dropout):
+                raise NnetError(
+                    f"dropout needs {net.L} rates in [0, 1), one per layer 0..{net.L - 1} "
+                    f"(the input and the hidden layers); got {dropout}."
+                )
         self.dropout = dropout
+        if patience < 0:
+            raise NnetError(f"patience must be >= 0; got {patience}.")
+        self.patience = int(patience)
+        self.restore_best = restore_best
+        # The best weights by validation loss: (loss, epoch, weights), when there is one.
+        self.best: tuple[float, int, list[Array]] | None = None
         self.epoch = 0  # epochs completed
         self.history: list[dict[str, Any]] = []
         self.stopped_by: str | None = None
+        self.early_stopped = False
         self.train_seconds = 0.0
 
     def lr_at(self, epoch_progress: float) -> float:
@@ -147,6 +163,18 @@ class Trainer:
             masks.append(keep.astype(self.net.dtype) * self.net.dtype.type(1.0 / (1.0 - p)))
         return masks
 
+    def _with_bias(self, x: Array) -> Array:
+        """x with a column of ones appended, [x, 1] = a^0 of every sample, made once per
+        training set: batches are then gathered row by row into a^0 with no further copy."""
+        cached = self.__dict__.get("_x1")
+        if cached is not None and cached[0] is x:
+            return cached[1]
+        x1 = np.empty((x.shape[0], x.shape[1] + 1), dtype=self.net.dtype)
+        x1[:, :-1] = x
+        x1[:, -1] = 1.0
+        self._x1 = (x, x1)
+        return x1
+
     def run_epoch(
         self,
         train: Split,
@@ -160,14 +188,22 @@ class Trainer:
         N, bs = len(train), self.batch_size
         n_batches = -(-N // bs)  # the last, partial batch is used, not dropped
         perm = self.rng.permutation(N)
+        grads = [np.empty_like(w) for w in net.weights]  # reused by every batch
+        input_dropout = bool(self.dropout and self.dropout[0] > 0)
+        x1 = self._with_bias(train.x)
         loss_sum = 0.0
         correct = 0
         seen = 0
         start = time.perf_counter()
         for b in range(n_batches):
             idx = perm[b * bs : (b + 1) * bs]
-            xb, tb = train.x[idx], train.t[idx]
-            grads = grad_fn(net, xb, tb, masks=self._masks(len(idx)))
+            # gather whole rows [x, 1] straight into the network's a^0 buffer (no extra copy)
+            a0 = np.take(x1, idx, axis=0, out=net.input_buffer(len(idx)), mode="clip")
+            xb = a0[:, :-1]
+            # an autoencoder's targets are its inputs: no second gather, unless input dropout
+            # is about to scale the input buffer in place
+            tb = xb if train.t is train.x and not input_dropout else train.t[idx]
+            grad_fn(net, xb, tb, masks=self._masks(len(idx)), out=grads)
             O = net.a[L][:, :-1]
             batch_loss = float(np.sum(net.loss.value(O, tb), dtype=np.float64))
             if not np.isfinite(batch_loss):
@@ -200,6 +236,16 @@ class Trainer:
             "train_seconds": seconds,
         }
 
+    def _track_best(self, row: dict[str, Any]) -> bool:
+        """Remember the weights if ``val_loss`` improved; True when patience ran out."""
+        loss = row.get("val_loss")
+        if loss is None:
+            return False
+        if self.best is None or loss < self.best[0]:
+            self.best = (loss, self.epoch, [w.copy() for w in self.net.weights])
+            return False
+        return self.patience > 0 and self.epoch - self.best[1] >= self.patience
+
     def fit(
         self,
         train: Split,
@@ -210,9 +256,17 @@ class Trainer:
         on_epoch_start: Callable[[int], None] | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
     ) -> list[dict[str, Any]]:
-        """Train until ``epochs`` are done or ``stop`` is set; return the per-epoch metrics."""
+        """Train until ``epochs`` are done, ``stop`` is set, or validation stops improving.
+
+        With a ``val`` split in ``evals``, the weights of the epoch with the lowest
+        validation loss are kept; with ``patience`` > 0, training stops after that many
+        epochs without improvement. At the end (however it ends) the best weights are put
+        back when ``restore_best`` is set. Returns the per-epoch metrics.
+        """
         evals = evals or {}
-        while self.epoch < self.epochs and not (stop and stop.signal):
+        if self.patience and "val" not in evals:
+            raise NnetError("early stopping (patience) needs a validation split (--val N).")
+        while self.epoch < self.epochs and not (stop and stop.signal) and not self.early_stopped:
             if on_epoch_start is not None:
                 on_epoch_start(self.epoch)
             start = time.perf_counter()
@@ -227,7 +281,12 @@ class Trainer:
             if stop and stop.signal:
                 row["interrupted"] = stop.signal
                 self.stopped_by = stop.signal
+            if self._track_best(row):
+                row["early_stop"] = True
+                self.early_stopped = True
             self.history.append(row)
             if on_epoch is not None:
                 on_epoch(row)
+        if self.restore_best and self.best is not None:
+            self.net.weights = [w.copy() for w in self.best[2]]
         return self.history

@@ -17,19 +17,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnet.network import Masks, Network
+from nnet.network import Grads, Masks, Network
 
 Array = np.ndarray
 
 
-def gradients(net: Network, x: Array, t: Array, *, masks: Masks = None) -> list[Array]:
-    """Gradient of the batch mean of E with respect to every w^k, by backpropagation."""
+def gradients(
+    net: Network, x: Array, t: Array, *, masks: Masks = None, out: Grads = None
+) -> list[Array]:
+    """Gradient of the batch mean of E with respect to every w^k, by backpropagation.
+
+    ``out``: arrays shaped like the weights to write the gradient into (training reuses
+    them batch after batch); new arrays when None.
+    """
     O = net._forward(x, masks)
     B = x.shape[0]
-    delta = net.loss.dEdO(O, t) * (1.0 / B) * net.gprime(net.L)  # delta^L, (B, #L)
-    grads: list[Array] = [np.empty(0)] * net.L
+    delta = net.loss.dEdO(O, t)  # a new (B, #L) array
+    delta *= 1.0 / B
+    delta *= net.gprime(net.L)  # delta^L
+    grads = out if out is not None else [np.empty_like(w) for w in net.weights]
     for k in range(net.L - 1, -1, -1):
-        grads[k] = net.a[k].T @ delta  # (#k + 1, #(k+1))
+        np.matmul(net.a[k].T, delta, out=grads[k])  # (a^k)^T delta^(k+1), (#k + 1, #(k+1))
         if k > 0:
-            delta = (delta @ net.weights[k][:-1].T) * net.gprime(k)  # delta^k, (B, #k)
+            delta = delta @ net.weights[k][:-1].T  # then * g'(h^k): delta^k, (B, #k)
+            delta *= net.gprime(k)
     return grads

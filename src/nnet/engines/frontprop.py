@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnet.network import Masks, Network
+from nnet.network import Grads, Masks, Network
 
 Array = np.ndarray
 
@@ -60,15 +60,17 @@ def M_chain(net: Network, k: int, gp: list[Array]) -> Array:
     return M
 
 
-def gradients(net: Network, x: Array, t: Array, *, masks: Masks = None) -> list[Array]:
+def gradients(
+    net: Network, x: Array, t: Array, *, masks: Masks = None, out: Grads = None
+) -> list[Array]:
     """Gradient of the batch mean of E with respect to every w^k, by factored frontprop."""
     O = net._forward(x, masks)
     B = x.shape[0]
     e = net.loss.dEdO(O, t) * (1.0 / B)  # dE/dO for the batch mean, (B, #L)
     gp = [np.empty(0)] + [net.gprime(l) for l in range(1, net.L + 1)]
-    grads = []
+    grads = out if out is not None else [np.empty_like(w) for w in net.weights]
     for k in range(net.L):
         M = M_chain(net, k, gp)
         e_M = np.einsum("bq,qbj->bj", e, M)  # sum_q dE/dO_q M^L_k[q, j], (B, #(k+1))
-        grads.append(net.a[k].T @ e_M)  # (3'): outer products a^k (x) e_M, summed over b
+        np.matmul(net.a[k].T, e_M, out=grads[k])  # (3'): a^k (x) e_M, summed over b
     return grads

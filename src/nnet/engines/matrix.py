@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnet.network import Masks, Network
+from nnet.network import Grads, Masks, Network
 
 Array = np.ndarray
 
@@ -113,19 +113,20 @@ def gradients(
     masks: Masks = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    out: Grads = None,
 ) -> list[Array]:
     """Gradient of the batch mean of E with respect to every w^k, by equations (3)-(6)."""
     O = net._forward(x, masks)
     B = x.shape[0]
     e = net.loss.dEdO(O, t) * (1.0 / B)  # dE/dO for the batch mean, (B, #L)
     gp = [np.empty(0)] + [net.gprime(l) for l in range(1, net.L + 1)]
-    grads = []
+    grads = out if out is not None else [np.empty_like(w) for w in net.weights]
     for k in range(net.L):
         n = chunk_size(net, k, memory_budget, chunk_bytes)
-        g = np.zeros_like(net.weights[k])
+        g = grads[k]
+        g[...] = 0
         for s in range(0, B, n):
             c = slice(s, s + n)
             A_L = A_chain(net, k, net.a[k][c], [p[c] for p in gp])
             g += eq3_gradient(e[c], A_L)
-        grads.append(g)
     return grads

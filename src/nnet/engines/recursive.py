@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from nnet.network import Masks, Network
+from nnet.network import Grads, Masks, Network
 
 Array = np.ndarray
 
@@ -108,7 +108,9 @@ def eq1_gradient(
     return grads
 
 
-def gradients(net: Network, x: Array, t: Array, *, masks: Masks = None) -> list[Array]:
+def gradients(
+    net: Network, x: Array, t: Array, *, masks: Masks = None, out: Grads = None
+) -> list[Array]:
     """Gradient of the batch mean of E: equation (1) per sample, averaged over the batch."""
     O = net._forward(x, masks)
     B = x.shape[0]
@@ -122,4 +124,7 @@ def gradients(net: Network, x: Array, t: Array, *, masks: Masks = None) -> list[
         dadw = make_dadw(net.sizes, w, a_b, gp_b)
         for k, g_k in enumerate(eq1_gradient(net.sizes, dadw, dEdO[b].tolist())):
             total[k] += g_k
-    return [(g / B).astype(net.dtype) for g in total]
+    grads = out if out is not None else [np.empty_like(w) for w in net.weights]
+    for g, tot in zip(grads, total, strict=True):
+        g[...] = tot / B
+    return grads
