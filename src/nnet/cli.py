@@ -215,6 +215,18 @@ def output_path(text: str) -> Path:
     return path
 
 
+def output_dir(text: str) -> Path:
+    """A folder to write into: created if missing, but its parent must exist."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
+    if not path.exists() and not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"the folder {path.parent} does not exist; create it first"
+        )
+    return path
+
+
 def input_file(text: str) -> Path:
     """A file path to read: it must exist and be a readable file."""
     path = Path(text)
@@ -302,6 +314,12 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     add_data_flags(p, default_dataset=None)
     p.add_argument("--out", type=output_path, default=Path("model.npz"), help="model file")
     p.add_argument("--metrics", type=output_path, help="write one JSON object per epoch here")
+    p.add_argument(
+        "--plot",
+        type=output_dir,
+        metavar="DIR",
+        help="write the loss and accuracy curves of the run to DIR/curves.png at the end",
+    )
     p.add_argument("--json", action="store_true", help="end stdout with a JSON summary line")
     p.add_argument("--quiet", action="store_true", help="no progress bars, no epoch lines")
     p.set_defaults(func=cmd_train)
@@ -325,6 +343,8 @@ def train_settings(args: argparse.Namespace) -> dict[str, Any]:
     )
     if args.nesterov is not None:
         settings["nesterov"] = args.nesterov
+    if settings["optimizer"] != "sgd" and args.momentum is None and args.nesterov is None:
+        settings.update(momentum=0.0, nesterov=False)  # the preset's SGD momentum does not apply
     return settings
 
 
@@ -397,6 +417,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     exp.net.save(args.out, model_meta(exp, seconds))
+    if args.plot is not None and trainer.history:
+        from nnet.plots import plot_curves
+
+        args.plot.mkdir(exist_ok=True)
+        plot_curves({Path(args.out).stem: trainer.history}, args.plot / "curves.png")
     # The figures of the model as saved (the best epoch's weights when there is a validation
     # split, which may not be the last epoch's).
     test_loss, test_acc = evaluate(exp.net, exp.evals["test"])
@@ -544,6 +569,71 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- plot, inspect
+
+
+def add_plot(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plot",
+        help="draw loss and accuracy per epoch of one or more runs (PNG)",
+        description=(
+            "Read metrics files written by nnet train --metrics (or model files, which keep "
+            "their history) and draw loss and accuracy per epoch, train, validation and test, "
+            "every run overlaid with a legend."
+        ),
+    )
+    p.add_argument("metrics", type=input_file, nargs="+", metavar="METRICS")
+    p.add_argument("--out", type=output_path, default=Path("curves.png"), help="PNG file")
+    p.set_defaults(func=cmd_plot)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from nnet.plots import plot_curves, read_runs
+
+    plot_curves(read_runs(args.metrics), args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="pictures of what a model learned (confusion matrix, weights, mistakes, ...)",
+        description=(
+            "On the test set: the confusion matrix, the first layer's weights as 28x28 "
+            "images, the most confidently wrong digits and the hidden activations (or, for "
+            "an autoencoder, originals beside their reconstructions), as PNG files in DIR."
+        ),
+    )
+    p.add_argument("model", type=input_file, metavar="MODEL")
+    p.add_argument("--out", type=Path, default=Path("inspect"), metavar="DIR", help="folder")
+    add_data_flags(p, default_dataset=None)
+    p.set_defaults(func=cmd_inspect)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from nnet.datasets import load
+    from nnet.model_file import load as load_model
+    from nnet.plots import inspect_model
+
+    net = load_model(args.model)
+    task = net.meta.get("task", "classifier")
+    check_model_fits_images(net, args.model, task)
+    if args.out.exists() and not args.out.is_dir():
+        raise NnetError(f"{args.out} is a file; --out needs a folder for the pictures.")
+    data = load(
+        args.dataset or net.meta.get("dataset", "mnist"), args.data, download=not args.no_download
+    )
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NnetError(f"cannot create the folder {args.out}: {exc.strerror or exc}.") from None
+    files = inspect_model(net, data.x_test, data.y_test, args.out, classes=net.meta.get("classes"))
+    for path in files.values():
+        print(path)
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -565,6 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_evaluate(sub)
     add_predict(sub)
+    add_plot(sub)
+    add_inspect(sub)
     add_gradcheck(sub)
     return parser
 
