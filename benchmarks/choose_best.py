@@ -50,6 +50,40 @@ CANDIDATES: dict[str, list[str]] = {
         "--weight-decay", "0.01", "--batch-size", "128", "--epochs", "30",
         "--schedule", "cosine", "--dropout", "0.2",
     ],
+    "nesterov-800x2-drop0.1,0.3,0.3-cos20": [
+        "--sizes", "784,800,800,10", "--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9",
+        "--nesterov", "--batch-size", "128", "--epochs", "20", "--schedule", "cosine",
+        "--warmup", "1", "--dropout", "0.1,0.3,0.3",
+    ],
+    "nesterov-1024x2-drop0.1,0.3,0.3-b256-cos20": [
+        "--sizes", "784,1024,1024,10", "--optimizer", "sgd", "--lr", "0.2", "--momentum", "0.9",
+        "--nesterov", "--batch-size", "256", "--epochs", "20", "--schedule", "cosine",
+        "--warmup", "1", "--dropout", "0.1,0.3,0.3",
+    ],
+    "nesterov-1024x2-drop0.2-cos16": [
+        "--sizes", "784,1024,1024,10", "--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9",
+        "--nesterov", "--batch-size", "128", "--epochs", "16", "--schedule", "cosine",
+        "--warmup", "1", "--dropout", "0.2",
+    ],
+    "adam-1024x2-drop0.1,0.3,0.3-b256-cos14": [
+        "--sizes", "784,1024,1024,10", "--optimizer", "adam", "--lr", "0.002",
+        "--batch-size", "256", "--epochs", "14", "--schedule", "cosine",
+        "--dropout", "0.1,0.3,0.3",
+    ],
+    "adam-1024x2-drop0.3-b256-cos14": [
+        "--sizes", "784,1024,1024,10", "--optimizer", "adam", "--lr", "0.002",
+        "--batch-size", "256", "--epochs", "14", "--schedule", "cosine", "--dropout", "0.3",
+    ],
+    "adam-800x2-drop0.1,0.3,0.3-b256-cos16": [
+        "--sizes", "784,800,800,10", "--optimizer", "adam", "--lr", "0.002",
+        "--batch-size", "256", "--epochs", "16", "--schedule", "cosine",
+        "--dropout", "0.1,0.3,0.3",
+    ],
+    "adam-800x2-drop0.1,0.3,0.3-b256-cos24": [
+        "--sizes", "784,800,800,10", "--optimizer", "adam", "--lr", "0.002",
+        "--batch-size", "256", "--epochs", "24", "--schedule", "cosine",
+        "--dropout", "0.1,0.3,0.3",
+    ],
 }  # fmt: skip
 
 

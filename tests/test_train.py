@@ -109,20 +109,28 @@ def test_adam_trains_too():
     assert trainer.fit(data, {"test": blobs(seed=2)})[-1]["test_accuracy"] > 0.95
 
 
-def test_stop_flag_stops_after_the_current_batch():
+def test_stop_flag_stops_after_the_current_batch_and_the_run_continues_exactly():
     data = blobs(n=100)
-    trainer = make(batch_size=10, epochs=5)
+    trainer = make(batch_size=10, epochs=3, dropout=[0.1, 0.3])
     stop = StopFlag()
     count = []
 
     def on_batch(n, loss):
         count.append(n)
-        if len(count) == 3:
+        if len(count) == 13:
             stop.signal = "SIGINT"
 
     history = trainer.fit(data, stop=stop, on_batch=on_batch)
-    assert len(count) == 3 and len(history) == 1
-    assert history[0]["interrupted"] == "SIGINT" and trainer.stopped_by == "SIGINT"
+    assert len(count) == 13 and len(history) == 1 and trainer.epoch == 1
+    assert trainer.stopped_by == "SIGINT" and trainer.progress["batch"] == 3
+    trainer.fit(data)  # carry on from batch 4 of epoch 2
+    straight = make(batch_size=10, epochs=3, dropout=[0.1, 0.3])
+    straight.fit(data)
+    assert len(trainer.history) == 3
+    assert all(
+        np.array_equal(u, v) for u, v in zip(trainer.net.weights, straight.net.weights, strict=True)
+    )
+    assert [r["train_loss"] for r in trainer.history] == [r["train_loss"] for r in straight.history]
 
 
 def test_early_stopping_restores_the_best_weights():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from nnet.loss import LOSSES
 from nnet.network import DTYPES, Network, check_sizes
 from nnet.optim import OPTIMIZERS, SCHEDULES
 from nnet.presets import PRESETS
+from nnet.train import DivergenceError
 
 # ----------------------------------------------------------------------------- arg types
 
@@ -273,7 +275,9 @@ def add_train(sub: argparse._SubParsersAction) -> None:
             "experiment, --preset seed); flags given explicitly override it."
         ),
     )
-    p.add_argument("--preset", choices=list(PRESETS), default="seed")
+    p.add_argument(
+        "--preset", choices=list(PRESETS), help="the settings to start from (default seed)"
+    )
     p.add_argument("--sizes", type=sizes_arg, help="layer sizes, e.g. 784,16,16,10")
     p.add_argument(
         "--activation",
@@ -282,7 +286,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--loss", choices=list(LOSSES))
     p.add_argument("--init", type=names_arg(list(INITS), "initialization"))
-    p.add_argument("--engine", choices=list(ENGINES), default="backprop")
+    p.add_argument("--engine", choices=list(ENGINES), help="gradient engine (default backprop)")
     p.add_argument("--optimizer", choices=list(OPTIMIZERS))
     p.add_argument("--epochs", type=positive_int)
     p.add_argument("--batch-size", type=positive_int)
@@ -309,11 +313,24 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="train on the first N training samples only (quick experiments); default all",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
-    p.add_argument("--dtype", choices=DTYPES, default="float32")
+    p.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
+    p.add_argument("--dtype", choices=DTYPES, help="float32 (default) or float64")
     add_data_flags(p, default_dataset=None)
     p.add_argument("--out", type=output_path, default=Path("model.npz"), help="model file")
     p.add_argument("--metrics", type=output_path, help="write one JSON object per epoch here")
+    p.add_argument(
+        "--checkpoint",
+        type=output_path,
+        metavar="FILE",
+        help="save everything needed to continue the run here, after every epoch and when "
+        "stopped by Ctrl-C or SIGTERM",
+    )
+    p.add_argument(
+        "--resume",
+        type=input_file,
+        metavar="FILE",
+        help="continue the run saved in this checkpoint, with its own settings",
+    )
     p.add_argument(
         "--plot",
         type=output_dir,
@@ -325,24 +342,23 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
+# Flags that describe the run itself (what a checkpoint fixes), as opposed to where its data
+# and outputs go.
+RUN_FLAGS = (
+    "preset", "sizes", "activation", "loss", "init", "engine", "optimizer", "epochs",
+    "batch_size", "lr", "momentum", "nesterov", "weight_decay", "dropout", "schedule",
+    "warmup", "val", "patience", "train_samples", "seed", "dtype", "dataset",
+)  # fmt: skip
+
+
 def train_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The preset's settings with every explicitly given flag laid over them."""
-    settings = dict(PRESETS[args.preset])
+    settings = dict(PRESETS[args.preset or "seed"])
     for key in settings:
         value = getattr(args, key, None)
         if value is not None:
             settings[key] = value
-    if args.dataset is not None:
-        settings["dataset"] = args.dataset
-    settings.update(
-        preset=args.preset,
-        engine=args.engine,
-        seed=args.seed,
-        dtype=args.dtype,
-        train_samples=args.train_samples,
-    )
-    if args.nesterov is not None:
-        settings["nesterov"] = args.nesterov
+    settings["preset"] = args.preset or "seed"
     if settings["optimizer"] != "sgd" and args.momentum is None and args.nesterov is None:
         settings.update(momentum=0.0, nesterov=False)  # the preset's SGD momentum does not apply
     return settings
@@ -364,13 +380,26 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from nnet.checkpoint import resume, save_checkpoint
     from nnet.experiment import build, model_meta
     from nnet.fileio import atomic_write
     from nnet.train import StopFlag, evaluate
 
-    settings = train_settings(args)
-    exp = build(settings, data=args.data, download=not args.no_download, progress=not args.quiet)
-    trainer, train = exp.trainer, exp.train
+    progress = not args.quiet
+    if args.resume is not None:
+        given = [f"--{k.replace('_', '-')}" for k in RUN_FLAGS if getattr(args, k) is not None]
+        if given:
+            raise NnetError(
+                f"--resume continues the run with the settings saved in {args.resume}; "
+                f"leave out {', '.join(given)}."
+            )
+        exp = resume(args.resume, data=args.data, download=not args.no_download, progress=progress)
+        checkpoint = args.checkpoint or args.resume
+    else:
+        settings = train_settings(args)
+        exp = build(settings, data=args.data, download=not args.no_download, progress=progress)
+        checkpoint = args.checkpoint
+    settings, trainer, train = exp.settings, exp.trainer, exp.train
     quiet, epochs = args.quiet, settings["epochs"]
     bar = None
 
@@ -401,6 +430,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             with atomic_write(args.metrics, "w") as f:
                 for r in trainer.history:
                     f.write(json.dumps(r) + "\n")
+        if checkpoint is not None:
+            save_checkpoint(exp, checkpoint)
 
     stop = StopFlag()
     start = time.perf_counter()
@@ -416,7 +447,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     if bar is not None:
         bar.close()
-    exp.net.save(args.out, model_meta(exp, seconds))
+    if trainer.stopped_by and checkpoint is not None:
+        save_checkpoint(exp, checkpoint)  # mid-epoch: the pass under way is saved too
+    model = exp.net.copy()
+    model.weights = [w.copy() for w in trainer.model_weights()]
+    model.save(args.out, model_meta(exp, seconds))
     if args.plot is not None and trainer.history:
         from nnet.plots import plot_curves
 
@@ -424,7 +459,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         plot_curves({Path(args.out).stem: trainer.history}, args.plot / "curves.png")
     # The figures of the model as saved (the best epoch's weights when there is a validation
     # split, which may not be the last epoch's).
-    test_loss, test_acc = evaluate(exp.net, exp.evals["test"])
+    test_loss, test_acc = evaluate(model, exp.evals["test"])
     summary = {
         "model": str(args.out),
         "epochs": trainer.epoch,
@@ -432,7 +467,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "test_loss": test_loss,
         "test_accuracy": test_acc,
         "best_epoch": trainer.best[1] if trainer.best is not None else trainer.epoch,
-        "preset": args.preset,
+        "preset": settings["preset"],
         "engine": settings["engine"],
         "dtype": settings["dtype"],
         "seed": settings["seed"],
@@ -444,9 +479,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary["early_stopped"] = True
     if trainer.stopped_by:
         summary["interrupted"] = trainer.stopped_by
+        where = f"; continue with nnet train --resume {checkpoint}" if checkpoint else ""
+        when = (
+            f"after epoch {trainer.epoch}"
+            if trainer.progress is None
+            else f"in epoch {trainer.epoch + 1}, after batch {trainer.progress['batch']}"
+        )
         print(
-            f"nnet: stopped by {trainer.stopped_by} during epoch {trainer.epoch}; "
-            f"the model so far is saved in {args.out}.",
+            f"nnet: stopped by {trainer.stopped_by} {when}; the model so far is saved in "
+            f"{args.out}{where}.",
             file=sys.stderr,
         )
     if not quiet:
@@ -458,7 +499,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     if args.json:
         print(json.dumps(summary))
-    return 130 if trainer.stopped_by == "SIGINT" else 0
+    if trainer.stopped_by:
+        return 128 + int(getattr(signal, trainer.stopped_by))  # 130 for SIGINT, 143 SIGTERM
+    return 0
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -634,6 +677,126 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- serve
+
+
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number 0..65535")
+    return port
+
+
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="a local web page: draw a digit and watch the network answer",
+        description=(
+            "Serve a page on which you draw a digit (mouse, pen or finger) and see the "
+            "model's prediction, its 10 probabilities and its hidden activations update as "
+            "you draw. Drawings are converted exactly as nnet predict converts images. The "
+            "Random test digit button needs the dataset's test files on disk (never "
+            "downloaded). Ctrl-C stops the server."
+        ),
+    )
+    p.add_argument("model", type=input_file, metavar="MODEL")
+    p.add_argument(
+        "--port", type=port_number, default=8000, help="TCP port (default 8000; 0: any free port)"
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1, this computer only; 0.0.0.0 opens "
+        "it to your network)",
+    )
+    p.add_argument(
+        "--data",
+        type=data_dir,
+        metavar="DIR",
+        help="data folder holding mnist/ for random test digits (default: $NNET_DATA, then "
+        "the user cache)",
+    )
+    p.add_argument(
+        "--log",
+        choices=["errors", "all", "none"],
+        default="errors",
+        help="requests logged on stderr, one line each (default: errors)",
+    )
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from nnet.serve import serve
+
+    return serve(args.model, host=args.host, port=args.port, data=args.data, log=args.log)
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    from nnet.bench import CONFIGS
+
+    p = sub.add_parser(
+        "bench",
+        help="seconds per epoch of every engine and PyTorch, measured side by side",
+        description=(
+            "Measure, in this one run, seconds per epoch of MNIST training for every engine "
+            "on the notes' experiment and for backprop on 784-800-800-10 (and PyTorch, when "
+            "installed: pip install 'nnet[bench]'), with samples/s, GFLOP/s and peak memory. "
+            "Rows marked * are extrapolated from a measured number of samples."
+        ),
+    )
+    p.add_argument(
+        "--configs", type=names_arg(list(CONFIGS), "configuration"), default=list(CONFIGS)
+    )
+    p.add_argument(
+        "--engines", type=names_arg([*ENGINES, "pytorch"], "engine"), help="default: all"
+    )
+    p.add_argument("--repeats", type=positive_int, default=3, help="epochs per row (median)")
+    p.add_argument("--dtype", choices=DTYPES, default="float32")
+    add_data_flags(p, default_dataset=None)
+    p.add_argument("--json", action="store_true", help="print a JSON list of rows")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import platform
+
+    from nnet.bench import HEADER, format_row, rows_json, run_bench, summary, threads
+
+    if not args.json:
+        try:
+            import torch
+
+            torch_version = f"torch {torch.__version__}"
+        except ImportError:
+            torch_version = "no torch (pip install 'nnet[bench]' for the PyTorch rows)"
+        print(
+            f"nnet {__version__}, NumPy {np.__version__}, {torch_version}; "
+            f"{platform.processor() or platform.machine()}, {threads()} threads"
+        )
+        print(HEADER, flush=True)
+    rows, source = run_bench(
+        configs=args.configs,
+        engines=args.engines,
+        repeats=args.repeats,
+        dtype=args.dtype,
+        data=args.data,
+        report=None if args.json else lambda row: print(format_row(row), flush=True),
+    )
+    if args.json:
+        print(rows_json(rows))
+        return 0
+    print(f"* extrapolated to 60000 samples; data: {source}")
+    for line in summary(rows):
+        print(line)
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -655,6 +818,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_evaluate(sub)
     add_predict(sub)
+    add_serve(sub)
+    add_bench(sub)
     add_plot(sub)
     add_inspect(sub)
     add_gradcheck(sub)
@@ -666,6 +831,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except DivergenceError as exc:  # not a usage error: the run itself went wrong
+        print(f"nnet: error: {exc}", file=sys.stderr)
+        return 1
     except NnetError as exc:
         print(f"nnet: error: {exc}", file=sys.stderr)
         return 2

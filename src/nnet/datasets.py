@@ -457,13 +457,29 @@ def _float_dtype(dtype: str | np.dtype | type) -> np.dtype:
     return dt
 
 
-def to_inputs(images: np.ndarray, dtype: str | np.dtype | type = "float32") -> np.ndarray:
-    """uint8 pixel values 0..255 as floats in [0, 1] (divided by 255), a new array."""
+def to_inputs(
+    images: np.ndarray, dtype: str | np.dtype | type = "float32", *, with_bias: bool = False
+) -> np.ndarray:
+    """uint8 pixel values 0..255 as floats in [0, 1] (divided by 255), a new array.
+
+    With ``with_bias`` the images (N, D) are returned as the view ``[:, :D]`` of an (N, D + 1)
+    array whose last column is 1 — each row is then a whole a^0 = [x, 1], which the trainer
+    gathers into the network's input without another copy of the data set.
+    """
     images = np.asarray(images)
     if images.dtype != np.uint8:
         raise NnetError(f"to_inputs expects uint8 images; got {images.dtype.name}.")
     dt = _float_dtype(dtype)
-    out = images.astype(dt)
+    if not with_bias:
+        out = images.astype(dt)
+        out /= dt.type(255)
+        return out
+    if images.ndim != 2:
+        raise NnetError(f"to_inputs with_bias expects (N, D) images; got shape {images.shape}.")
+    full = np.empty((images.shape[0], images.shape[1] + 1), dtype=dt)
+    full[:, -1] = 1
+    out = full[:, :-1]
+    out[...] = images
     out /= dt.type(255)
     return out
 

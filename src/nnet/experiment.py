@@ -96,7 +96,7 @@ def load_splits(
 def to_split(images: np.ndarray, labels: np.ndarray, task: str, dtype: Any) -> Split:
     """uint8 images (N, 784) and labels as network inputs and targets for ``task``:
     one-hot labels for a classifier, the inputs themselves for an autoencoder."""
-    x = to_inputs(images, dtype)
+    x = to_inputs(images, dtype, with_bias=True)
     if task == "autoencoder":
         return Split(x, x, None)
     return Split(x, one_hot(labels, 10, dtype), labels)

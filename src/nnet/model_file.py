@@ -68,6 +68,11 @@ def load(path: str | os.PathLike[str]) -> Network:
     path = Path(path)
     arrays, meta = read_npz(path)
     where = str(path)
+    if meta.get("format") != FORMAT:
+        raise ModelFileError(
+            f"{where} is a training checkpoint, not a model file; continue it with "
+            f"nnet train --resume {where}, or use the model that --out wrote."
+        )
     sizes = meta.get("sizes")
     if (
         not isinstance(sizes, list)

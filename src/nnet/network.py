@@ -136,7 +136,7 @@ class Network:
         self.a: list[Array] = []
         self.masks: list[Array | None] | None = None
         self._buffer_key: tuple | None = None
-        self._buffer: tuple[list[Array], list[Array | None]] = ([], [])
+        self._buffer: tuple[list[Array], list[Array | None], list[Array]] = ([], [], [])
         # What a model file records beside the weights (task, dataset, training settings).
         self.meta: dict[str, Any] = {}
 
@@ -221,7 +221,7 @@ class Network:
         x = self.check_x(x)
         return self._forward(x, masks).copy()
 
-    def _buffers(self, B: int) -> tuple[list[Array], list[Array | None]]:
+    def _buffers(self, B: int) -> tuple[list[Array], list[Array | None], list[Array]]:
         """The arrays a^l (bias column set to 1) and h^l for a batch of B samples.
 
         Kept from one call to the next while B, the sizes and the dtype stay the same, so
@@ -234,7 +234,11 @@ class Network:
             for a_l in a:
                 a_l[:, -1] = 1.0  # bias extension a^l_{#l} = 1, never overwritten
             h: list[Array | None] = [None] + [np.empty((B, n), self.dtype) for n in self.sizes[1:]]
-            self._buffer = (a, h)
+            # g(h^l) is computed in a contiguous scratch array, then copied into a^l beside
+            # its bias column: multi-pass activations (sigmoid: 4 passes) run twice as fast
+            # on contiguous memory as on the strided view of a^l.
+            z = [np.empty((B, n), self.dtype) for n in self.sizes]
+            self._buffer = (a, h, z)
             self._buffer_key = key
         return self._buffer
 
@@ -250,7 +254,7 @@ class Network:
     def _forward(self, x: Array, masks: Masks = None) -> Array:
         B = x.shape[0]
         L = self.L
-        a, h = self._buffers(B)
+        a, h, z = self._buffers(B)
         x0 = a[0][:, :-1]
         if not (x.ctypes.data == x0.ctypes.data and x.strides == x0.strides):
             np.copyto(x0, x)
@@ -259,7 +263,8 @@ class Network:
         for l in range(1, L + 1):
             np.matmul(a[l - 1], self.weights[l - 1], out=h[l])  # h^l = a^(l-1) w^(l-1)
             a_l = a[l][:, :-1]
-            self.g[l](h[l], out=a_l)  # type: ignore[misc]
+            g_h = self.g[l](h[l], out=z[l])  # type: ignore[misc]
+            np.copyto(a_l, g_h)  # a^l = g(h^l)
             if masks is not None and l < L and masks[l] is not None:
                 a_l *= masks[l]
         self.h, self.a = h, a
@@ -307,6 +312,6 @@ class Network:
         new.dtype = check_dtype(dtype if dtype is not None else self.dtype)
         new.weights = [w.astype(new.dtype, copy=True) for w in self.weights]
         new.h, new.a, new.masks = [], [], None
-        new._buffer_key, new._buffer = None, ([], [])
+        new._buffer_key, new._buffer = None, ([], [], [])
         new.meta = dict(self.meta)
         return new

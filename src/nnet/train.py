@@ -147,6 +147,8 @@ class Trainer:
         self.stopped_by: str | None = None
         self.early_stopped = False
         self.train_seconds = 0.0
+        # The pass over the data under way (None between epochs); see run_epoch.
+        self.progress: dict[str, Any] | None = None
 
     def lr_at(self, epoch_progress: float) -> float:
         return float(self.lr(epoch_progress) if callable(self.lr) else self.lr)
@@ -164,8 +166,20 @@ class Trainer:
         return masks
 
     def _with_bias(self, x: Array) -> Array:
-        """x with a column of ones appended, [x, 1] = a^0 of every sample, made once per
-        training set: batches are then gathered row by row into a^0 with no further copy."""
+        """x with a column of ones appended, [x, 1] = a^0 of every sample: batches are then
+        gathered row by row into a^0 with no further copy. Inputs made by
+        ``to_inputs(..., with_bias=True)`` already are such a view and cost nothing;
+        otherwise the copy is made once per training set."""
+        base = x.base
+        if (
+            isinstance(base, np.ndarray)
+            and base.shape == (x.shape[0], x.shape[1] + 1)
+            and base.dtype == self.net.dtype
+            and x.ctypes.data == base.ctypes.data
+            and x.strides == base.strides
+            and np.all(base[:, -1] == 1)
+        ):
+            return base
         cached = self.__dict__.get("_x1")
         if cached is not None and cached[0] is x:
             return cached[1]
@@ -181,21 +195,47 @@ class Trainer:
         *,
         stop: StopFlag | None = None,
         on_batch: Callable[[int, float], None] | None = None,
-    ) -> dict[str, Any]:
-        """One pass over ``train`` in a seeded random order; the running metrics of it."""
-        net, L = self.net, self.net.L
-        grad_fn = _ENGINES[self.engine]
+    ) -> dict[str, Any] | None:
+        """Continue the current pass over ``train`` (seeded random order) to its end.
+
+        Returns the running metrics of the pass, or None if ``stop`` was set first: the
+        pass then stays in ``self.progress`` (batches done, running sums, the generator's
+        state when the pass began) and the next call continues it exactly.
+        """
         N, bs = len(train), self.batch_size
         n_batches = -(-N // bs)  # the last, partial batch is used, not dropped
-        perm = self.rng.permutation(N)
+        if self.progress is None:
+            self.progress = {
+                "batch": 0, "loss_sum": 0.0, "correct": 0, "seen": 0, "seconds": 0.0,
+                "engine_seconds": 0.0, "rng_start": self.rng.bit_generator.state,
+            }  # fmt: skip
+            perm = self.rng.permutation(N)
+        else:  # the same order as when the pass began, then the generator where it was
+            now = self.rng.bit_generator.state
+            self.rng.bit_generator.state = self.progress["rng_start"]
+            perm = self.rng.permutation(N)
+            self.rng.bit_generator.state = now
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            # overflow shows up as a non-finite loss, which stops training with one clear
+            # message; NumPy's warnings on the way there would only be noise
+            return self._pass(train, perm, n_batches, stop, on_batch)
+
+    def _pass(
+        self,
+        train: Split,
+        perm: Array,
+        n_batches: int,
+        stop: StopFlag | None,
+        on_batch: Callable[[int, float], None] | None,
+    ) -> dict[str, Any] | None:
+        net, L, bs, p = self.net, self.net.L, self.batch_size, self.progress
+        assert p is not None
+        grad_fn = _ENGINES[self.engine]
         grads = [np.empty_like(w) for w in net.weights]  # reused by every batch
         input_dropout = bool(self.dropout and self.dropout[0] > 0)
         x1 = self._with_bias(train.x)
-        loss_sum = 0.0
-        correct = 0
-        seen = 0
         start = time.perf_counter()
-        for b in range(n_batches):
+        for b in range(p["batch"], n_batches):
             idx = perm[b * bs : (b + 1) * bs]
             # gather whole rows [x, 1] straight into the network's a^0 buffer (no extra copy)
             a0 = np.take(x1, idx, axis=0, out=net.input_buffer(len(idx)), mode="clip")
@@ -203,7 +243,10 @@ class Trainer:
             # an autoencoder's targets are its inputs: no second gather, unless input dropout
             # is about to scale the input buffer in place
             tb = xb if train.t is train.x and not input_dropout else train.t[idx]
-            grad_fn(net, xb, tb, masks=self._masks(len(idx)), out=grads)
+            masks = self._masks(len(idx))
+            t0 = time.perf_counter()
+            grad_fn(net, xb, tb, masks=masks, out=grads)
+            p["engine_seconds"] += time.perf_counter() - t0
             O = net.a[L][:, :-1]
             batch_loss = float(np.sum(net.loss.value(O, tb), dtype=np.float64))
             if not np.isfinite(batch_loss):
@@ -212,29 +255,39 @@ class Trainer:
                     f"became {batch_loss}; try a smaller learning rate."
                 )
             if train.y is not None:
-                correct += int(np.count_nonzero(np.argmax(O, axis=1) == train.y[idx]))
-            loss_sum += batch_loss
-            seen += len(idx)
+                p["correct"] += int(np.count_nonzero(np.argmax(O, axis=1) == train.y[idx]))
+            p["loss_sum"] += batch_loss
+            p["seen"] += len(idx)
             self.optimizer.step(net.weights, grads, self.lr_at(self.epoch + b / n_batches))
+            p["batch"] = b + 1
             if on_batch is not None:
                 on_batch(len(idx), batch_loss / len(idx))
-            if stop and b + 1 < n_batches:
-                self.stopped_by = stop.signal
+            if stop and p["batch"] < n_batches:
                 break
+        p["seconds"] += time.perf_counter() - start
         for k, w in enumerate(net.weights):
             if not np.isfinite(w).all():
                 raise DivergenceError(
                     f"training diverged in epoch {self.epoch + 1}: w{k} holds NaN or "
                     "infinite values; try a smaller learning rate."
                 )
-        seconds = time.perf_counter() - start
-        self.train_seconds += seconds
+        if p["batch"] < n_batches:
+            return None
+        self.progress = None
+        self.train_seconds += p["seconds"]
         return {
-            "train_loss": loss_sum / seen,
-            "train_accuracy": correct / seen if train.y is not None else None,
-            "samples": seen,
-            "train_seconds": seconds,
+            "train_loss": p["loss_sum"] / p["seen"],
+            "train_accuracy": p["correct"] / p["seen"] if train.y is not None else None,
+            "samples": p["seen"],
+            "train_seconds": p["seconds"],
+            "engine_seconds": p["engine_seconds"],
         }
+
+    def model_weights(self) -> list[Array]:
+        """The weights a model file should get: the best epoch's when there is one."""
+        if self.restore_best and self.best is not None:
+            return self.best[2]
+        return self.net.weights
 
     def _track_best(self, row: dict[str, Any]) -> bool:
         """Remember the weights if ``val_loss`` improved; True when patience ran out."""
@@ -260,33 +313,39 @@ class Trainer:
 
         With a ``val`` split in ``evals``, the weights of the epoch with the lowest
         validation loss are kept; with ``patience`` > 0, training stops after that many
-        epochs without improvement. At the end (however it ends) the best weights are put
-        back when ``restore_best`` is set. Returns the per-epoch metrics.
+        epochs without improvement, and when training ends the best weights are put back
+        (``restore_best``). A stop request (``stop``, Ctrl-C) ends it after the current
+        batch and leaves the current weights, optimizer and generator as they are, so the
+        run can be checkpointed and continued; :meth:`model_weights` then gives the weights
+        to save as the model. Returns the per-epoch metrics.
         """
         evals = evals or {}
         if self.patience and "val" not in evals:
             raise NnetError("early stopping (patience) needs a validation split (--val N).")
-        while self.epoch < self.epochs and not (stop and stop.signal) and not self.early_stopped:
+        while self.epoch < self.epochs and not self.early_stopped:
+            if stop and stop.signal:
+                break
             if on_epoch_start is not None:
                 on_epoch_start(self.epoch)
             start = time.perf_counter()
             lr = self.lr_at(self.epoch)
             row = self.run_epoch(train, stop=stop, on_batch=on_batch)
+            if row is None:  # stopped within the epoch: nothing to report for it yet
+                break
             for name, data in evals.items():
                 loss, acc = evaluate(self.net, data)
                 row[f"{name}_loss"], row[f"{name}_accuracy"] = loss, acc
             self.epoch += 1
             row = {"epoch": self.epoch, "lr": lr, **row}
             row["seconds"] = time.perf_counter() - start
-            if stop and stop.signal:
-                row["interrupted"] = stop.signal
-                self.stopped_by = stop.signal
             if self._track_best(row):
                 row["early_stop"] = True
                 self.early_stopped = True
             self.history.append(row)
             if on_epoch is not None:
                 on_epoch(row)
-        if self.restore_best and self.best is not None:
+        if stop and stop.signal:
+            self.stopped_by = stop.signal
+        elif self.restore_best and self.best is not None:
             self.net.weights = [w.copy() for w in self.best[2]]
         return self.history
