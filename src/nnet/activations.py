@@ -28,6 +28,7 @@ class Activation:
     name: str
     g: Callable[[Array, Array | None], Array]
     _prime: Callable[[Array, Array | None], Array]
+    _times_prime: Callable[[Array, Array, Array | None], None] | None = None
 
     def __call__(self, h: Array, out: Array | None = None) -> Array:
         """g(h), into ``out`` (same shape as h) when given."""
@@ -36,6 +37,18 @@ class Activation:
     def prime(self, h: Array, a: Array | None = None) -> Array:
         """g'(h); ``a`` (= g(h), same shape) is used when given to avoid recomputation."""
         return self._prime(h, a)
+
+    def times_prime(self, delta: Array, h: Array, a: Array | None = None) -> Array:
+        """delta *= g'(h), in place: backpropagation's step through the activation.
+
+        The same numbers as ``delta * prime(h, a)``, without forming g'(h) where it is
+        not needed (identity: nothing to do; ReLU: a mask).
+        """
+        if self._times_prime is not None:
+            self._times_prime(delta, h, a)
+        else:
+            delta *= self._prime(h, a)
+        return delta
 
     def __repr__(self) -> str:
         return f"Activation({self.name!r})"
@@ -68,6 +81,14 @@ def _tanh(h: Array, out: Array | None = None) -> Array:
 
 def _relu(h: Array, out: Array | None = None) -> Array:
     return np.maximum(h, 0, out=out)
+
+
+def _relu_times_prime(delta: Array, h: Array, a: Array | None) -> None:
+    np.multiply(delta, h > 0, out=delta)
+
+
+def _identity_times_prime(delta: Array, h: Array, a: Array | None) -> None:
+    return None
 
 
 def _relu_prime(h: Array, a: Array | None) -> Array:
@@ -120,10 +141,10 @@ ACTIVATIONS: dict[str, Activation] = {
     for act in (
         Activation("sigmoid", _sigmoid, _sigmoid_prime),
         Activation("tanh", _tanh, _tanh_prime),
-        Activation("relu", _relu, _relu_prime),
+        Activation("relu", _relu, _relu_prime, _relu_times_prime),
         Activation("leaky_relu", _leaky_relu, _leaky_relu_prime),
         Activation("elu", _elu, _elu_prime),
-        Activation("identity", _identity, _identity_prime),
+        Activation("identity", _identity, _identity_prime, _identity_times_prime),
     )
 }
 

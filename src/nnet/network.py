@@ -286,6 +286,21 @@ class Network:
         # a^l holds g(h^l) * m: recompute g(h^l) where the mask is 0.
         return g.prime(self.h[l]) * m
 
+    def times_gprime(self, l: int, delta: Array) -> Array:
+        """delta *= g'(h^l) in place (the mask too, with dropout); returns delta."""
+        g = self.g[l]
+        assert g is not None and self.h[l] is not None, "needs 1 <= l <= L after forward"
+        m = self.masks[l] if self.masks is not None and l < self.L else None
+        if m is None:
+            return g.times_prime(delta, self.h[l], self.a[l][:, :-1])
+        delta *= self.gprime(l)
+        return delta
+
+    def work(self, l: int) -> Array:
+        """A (B, #l) array the last forward pass is done with (it held g(h^l)): space for
+        an engine to write delta^l into without allocating."""
+        return self._buffer[2][l]
+
     def predict(self, x: Any) -> Array:
         """The index of the largest output for each sample, shape (B,)."""
         return np.argmax(self.forward(x), axis=1)

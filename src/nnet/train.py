@@ -234,6 +234,7 @@ class Trainer:
         grads = [np.empty_like(w) for w in net.weights]  # reused by every batch
         input_dropout = bool(self.dropout and self.dropout[0] > 0)
         x1 = self._with_bias(train.x)
+        t_buf = np.empty((bs,) + train.t.shape[1:], dtype=train.t.dtype)
         start = time.perf_counter()
         for b in range(p["batch"], n_batches):
             idx = perm[b * bs : (b + 1) * bs]
@@ -242,7 +243,10 @@ class Trainer:
             xb = a0[:, :-1]
             # an autoencoder's targets are its inputs: no second gather, unless input dropout
             # is about to scale the input buffer in place
-            tb = xb if train.t is train.x and not input_dropout else train.t[idx]
+            if train.t is train.x and not input_dropout:
+                tb = xb
+            else:
+                tb = np.take(train.t, idx, axis=0, out=t_buf[: len(idx)], mode="clip")
             masks = self._masks(len(idx))
             t0 = time.perf_counter()
             grad_fn(net, xb, tb, masks=masks, out=grads)

@@ -34,11 +34,13 @@ def gradients(
     B = x.shape[0]
     delta = net.loss.dEdO(O, t)  # a new (B, #L) array
     delta *= 1.0 / B
-    delta *= net.gprime(net.L)  # delta^L
+    net.times_gprime(net.L, delta)  # delta^L = dE/dO * g'(h^L)
     grads = out if out is not None else [np.empty_like(w) for w in net.weights]
     for k in range(net.L - 1, -1, -1):
         np.matmul(net.a[k].T, delta, out=grads[k])  # (a^k)^T delta^(k+1), (#k + 1, #(k+1))
         if k > 0:
-            delta = delta @ net.weights[k][:-1].T  # then * g'(h^k): delta^k, (B, #k)
-            delta *= net.gprime(k)
+            # delta^k = (delta^(k+1) (w^k without its bias row)^T) * g'(h^k), written into
+            # the forward pass's work array of layer k
+            delta = np.matmul(delta, net.weights[k][:-1].T, out=net.work(k))
+            net.times_gprime(k, delta)
     return grads
