@@ -157,6 +157,8 @@ def test_autoencoder_preset_short_run(mnist_dir, tmp_path):
             "--out",
             str(model),
             "--json",
+            "--plot",
+            str(tmp_path / "pictures"),
             data=mnist_dir,
         )
     )
@@ -164,6 +166,8 @@ def test_autoencoder_preset_short_run(mnist_dir, tmp_path):
     net = nnet.load(model)
     losses = [r["test_loss"] for r in net.meta["history"]]
     assert losses[1] < losses[0]
+    with Image.open(tmp_path / "pictures" / "curves.png") as im:  # --plot DIR
+        assert im.format == "PNG" and im.size == (1000, 400)
     assert net.sizes == [784, 64, 784] and net.meta["task"] == "autoencoder"
     result = last_json(run("evaluate", str(model), "--json", data=mnist_dir))
     assert result["accuracy"] is None

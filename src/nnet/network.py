@@ -187,12 +187,7 @@ class Network:
                 f"inputs must have shape (batch, {self.sizes[0]}) with batch >= 1; "
                 f"got shape {x.shape}{hint}."
             )
-        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-            raise NnetError(f"inputs must be real numbers; got dtype {x.dtype}.")
-        x = x.astype(self.dtype, copy=False)
-        if not np.isfinite(x).all():
-            raise NnetError("inputs contain NaN or infinite values; they must all be finite.")
-        return x
+        return self._real_finite(x, "inputs")
 
     def check_t(self, t: Any, batch: int) -> Array:
         """Targets as a (B, #L) array of the network's dtype; ValueError naming the problem."""
@@ -202,12 +197,16 @@ class Network:
                 f"targets must have shape ({batch}, {self.sizes[-1]}) to match the inputs "
                 f"and the output layer; got shape {t.shape}."
             )
-        if not np.issubdtype(t.dtype, np.number) or np.issubdtype(t.dtype, np.complexfloating):
-            raise NnetError(f"targets must be real numbers; got dtype {t.dtype}.")
-        t = t.astype(self.dtype, copy=False)
-        if not np.isfinite(t).all():
-            raise NnetError("targets contain NaN or infinite values; they must all be finite.")
-        return t
+        return self._real_finite(t, "targets")
+
+    def _real_finite(self, arr: Array, what: str) -> Array:
+        """``arr`` in the network's dtype, if it holds real, finite numbers only."""
+        if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+            raise NnetError(f"{what} must be real numbers; got dtype {arr.dtype}.")
+        arr = arr.astype(self.dtype, copy=False)
+        if not np.isfinite(arr).all():
+            raise NnetError(f"{what} contain NaN or infinite values; they must all be finite.")
+        return arr
 
     # ----------------------------------------------------------------- forward
     def forward(self, x: Any, *, masks: Masks = None) -> Array:
