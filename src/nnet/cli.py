@@ -28,7 +28,7 @@ from nnet.init import INITS
 from nnet.loss import LOSSES
 from nnet.network import DTYPES, Network, check_sizes
 from nnet.optim import OPTIMIZERS, SCHEDULES
-from nnet.presets import PRESETS
+from nnet.presets import PRESETS, TRAINER_DEFAULTS, TRAINER_SETTINGS, settings_for
 from nnet.train import DivergenceError
 
 # ----------------------------------------------------------------------------- arg types
@@ -186,6 +186,30 @@ def fraction_below_one(text: str) -> float:
     return value
 
 
+def probability(text: str) -> float:
+    value = nonnegative_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text}")
+    return value
+
+
+def positive_probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
+    return value
+
+
+def population_size(text: str) -> int:
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"a population needs at least 2 members, got {value}")
+    return value
+
+
 def rates_arg(text: str) -> list[float]:
     """'0.2' or '0.2,0.5,0.5': dropout rates, each in [0, 1)."""
     try:
@@ -272,7 +296,21 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         help="train a network on MNIST (the notes' experiment by default)",
         description=(
             "Train a network and save it. A preset fills every setting (default: the notes' "
-            "experiment, --preset seed); flags given explicitly override it."
+            "experiment, --preset seed); flags given explicitly override it. "
+            "--trainer genetic or evolution trains without gradients; it brings its own "
+            "defaults for the settings it needs, laid over the preset, and flags given "
+            "explicitly still win: "
+            + "; ".join(
+                f"{kind}: "
+                + ", ".join(
+                    f"--{k.replace('_', '-')} {v}"
+                    for k, v in TRAINER_DEFAULTS[kind].items()
+                    if v is not None and k not in ("nesterov",)
+                )
+                for kind in ("genetic", "evolution")
+            )
+            + ". They compute no gradient, so --engine, --dropout and --checkpoint are "
+            "refused with them, and the genetic algorithm uses no optimizer or learning rate."
         ),
     )
     p.add_argument(
@@ -315,6 +353,58 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
     p.add_argument("--dtype", choices=DTYPES, help="float32 (default) or float64")
+    g = p.add_argument_group(
+        "training without gradients",
+        "one generation per mini-batch; the whole population is evaluated at once",
+    )
+    g.add_argument(
+        "--trainer",
+        choices=list(TRAINER_SETTINGS),
+        help="gradient (default: backprop or --engine), genetic (a genetic algorithm) or "
+        "evolution (evolution strategies feeding --optimizer)",
+    )
+    g.add_argument(
+        "--population",
+        type=population_size,
+        metavar="P",
+        help="members per generation (genetic; default "
+        f"{TRAINER_DEFAULTS['genetic']['population']}) or perturbations per step, even "
+        f"(evolution; default {TRAINER_DEFAULTS['evolution']['population']})",
+    )
+    g.add_argument(
+        "--mutation-rate",
+        type=positive_probability,
+        metavar="R",
+        help="genetic: probability that a weight of a child is mutated "
+        f"(default {TRAINER_DEFAULTS['genetic']['mutation_rate']})",
+    )
+    g.add_argument(
+        "--mutation-scale",
+        type=positive_float,
+        metavar="S",
+        help="genetic: standard deviation of a mutation "
+        f"(default {TRAINER_DEFAULTS['genetic']['mutation_scale']})",
+    )
+    g.add_argument(
+        "--crossover-rate",
+        type=probability,
+        metavar="C",
+        help="genetic: probability that a child is a uniform crossover of its two parents "
+        f"rather than a copy of one (default {TRAINER_DEFAULTS['genetic']['crossover_rate']})",
+    )
+    g.add_argument(
+        "--elite",
+        type=nonnegative_int,
+        metavar="E",
+        help="genetic: best members kept unchanged in the next generation "
+        f"(default {TRAINER_DEFAULTS['genetic']['elite']})",
+    )
+    g.add_argument(
+        "--sigma",
+        type=positive_float,
+        help="evolution: standard deviation of the weight perturbations "
+        f"(default {TRAINER_DEFAULTS['evolution']['sigma']})",
+    )
     add_data_flags(p, default_dataset=None)
     p.add_argument("--out", type=output_path, default=Path("model.npz"), help="model file")
     p.add_argument("--metrics", type=output_path, help="write one JSON object per epoch here")
@@ -347,18 +437,59 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 RUN_FLAGS = (
     "preset", "sizes", "activation", "loss", "init", "engine", "optimizer", "epochs",
     "batch_size", "lr", "momentum", "nesterov", "weight_decay", "dropout", "schedule",
-    "warmup", "val", "patience", "train_samples", "seed", "dtype", "dataset",
+    "warmup", "val", "patience", "train_samples", "seed", "dtype", "dataset", "trainer",
+    "population", "mutation_rate", "mutation_scale", "crossover_rate", "elite", "sigma",
+)  # fmt: skip
+
+# Flags a gradient-free trainer refuses: it computes no gradient (and the genetic algorithm
+# takes no optimizer step either).
+_NOT_WITHOUT_GRADIENTS = ("engine", "dropout", "checkpoint")
+_NOT_GENETIC = (
+    "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup",
 )  # fmt: skip
 
 
+def _flag(key: str) -> str:
+    return f"--{key.replace('_', '-')}"
+
+
+def check_trainer_flags(args: argparse.Namespace, trainer: str) -> None:
+    """Refuse flags that the chosen trainer would silently ignore (one clear line)."""
+    own = TRAINER_SETTINGS[trainer]
+    stray = [
+        key
+        for key in dict.fromkeys(TRAINER_SETTINGS["genetic"] + TRAINER_SETTINGS["evolution"])
+        if getattr(args, key, None) is not None and key not in own
+    ]
+    if stray:
+        users = [k for k in ("genetic", "evolution") if stray[0] in TRAINER_SETTINGS[k]]
+        raise NnetError(
+            f"{_flag(stray[0])} applies only to --trainer {' or '.join(users)}"
+            + (f", not to --trainer {trainer}" if trainer != "gradient" else "")
+            + "."
+        )
+    if trainer == "gradient":
+        return
+    refused = _NOT_WITHOUT_GRADIENTS + (_NOT_GENETIC if trainer == "genetic" else ())
+    given = [_flag(k) for k in refused if getattr(args, k, None) is not None]
+    if given:
+        why = {
+            "--engine": "it computes no gradient, so there is no gradient engine",
+            "--dropout": "dropout needs gradient training",
+            "--checkpoint": "checkpoints are for gradient training; a gradient-free run "
+            "saves its model file when stopped",
+        }.get(given[0], "the genetic algorithm uses no optimizer or learning rate")
+        raise NnetError(f"--trainer {trainer} does not take {given[0]}: {why}.")
+
+
 def train_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The preset's settings with every explicitly given flag laid over them."""
-    settings = dict(PRESETS[args.preset or "seed"])
-    for key in settings:
-        value = getattr(args, key, None)
-        if value is not None:
-            settings[key] = value
-    settings["preset"] = args.preset or "seed"
+    """The preset's settings, then the trainer's defaults (``--trainer genetic`` or
+    ``evolution``, see :mod:`nnet.presets`), then every explicitly given flag."""
+    preset = args.preset or "seed"
+    trainer = args.trainer or PRESETS[preset]["trainer"]
+    check_trainer_flags(args, trainer)
+    settings = settings_for(preset, {k: getattr(args, k, None) for k in PRESETS[preset]}, trainer)
+    settings["preset"] = preset
     if settings["optimizer"] != "sgd" and args.momentum is None and args.nesterov is None:
         settings.update(momentum=0.0, nesterov=False)  # the preset's SGD momentum does not apply
     return settings
@@ -394,6 +525,11 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"leave out {', '.join(given)}."
             )
         exp = resume(args.resume, data=args.data, download=not args.no_download, progress=progress)
+        if exp.settings.get("trainer", "gradient") != "gradient":
+            raise NnetError(
+                f"{args.resume} holds a {exp.settings['trainer']} run; checkpoints are for "
+                "gradient training only."
+            )
         checkpoint = args.checkpoint or args.resume
     else:
         settings = train_settings(args)
@@ -468,6 +604,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "test_accuracy": test_acc,
         "best_epoch": trainer.best[1] if trainer.best is not None else trainer.epoch,
         "preset": settings["preset"],
+        "trainer": settings.get("trainer", "gradient"),
         "engine": settings["engine"],
         "dtype": settings["dtype"],
         "seed": settings["seed"],
@@ -618,7 +755,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def add_plot(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "plot",
-        help="draw loss and accuracy per epoch of one or more runs (PNG)",
+        help="draw loss and accuracy per epoch (or against time) of one or more runs (PNG)",
         description=(
             "Read metrics files written by nnet train --metrics (or model files, which keep "
             "their history) and draw loss and accuracy per epoch, train, validation and test, "
@@ -627,13 +764,20 @@ def add_plot(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("metrics", type=input_file, nargs="+", metavar="METRICS")
     p.add_argument("--out", type=output_path, default=Path("curves.png"), help="PNG file")
+    p.add_argument(
+        "--x",
+        choices=["epoch", "seconds"],
+        default="epoch",
+        help="horizontal axis: epochs (default), or cumulative seconds of training (the sum "
+        "of each epoch's seconds, its evaluation included) to compare runs by wall time",
+    )
     p.set_defaults(func=cmd_plot)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from nnet.plots import plot_curves, read_runs
 
-    plot_curves(read_runs(args.metrics), args.out)
+    plot_curves(read_runs(args.metrics), args.out, x=args.x)
     print(f"wrote {args.out}")
     return 0
 

@@ -4,7 +4,8 @@ The settings are plain JSON values (a preset with the user's flags laid over it;
 :mod:`nnet.presets` for the keys), so a model file or a checkpoint can record them and
 :func:`build` can rebuild exactly the same run from them. Every random choice comes from
 ``settings["seed"]`` through three independent streams: the initial weights, the
-validation split, and the training order (shuffling and dropout masks).
+validation split, and the training order (shuffling and dropout masks; for the
+gradient-free trainers, the population and every genetic or evolutionary random draw).
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import numpy as np
 
 from nnet.datasets import DATASETS, load, one_hot, split_validation, to_inputs
 from nnet.errors import NnetError
+from nnet.evolution import TRAINERS, EvolutionTrainer, GeneticTrainer
 from nnet.network import Network
 from nnet.optim import Optimizer, make_optimizer, make_schedule
-from nnet.train import Split, Trainer
+from nnet.presets import TRAINER_DEFAULTS
+from nnet.train import LearningRate, Split, Trainer
 
 INPUT = {"shape": [28, 28], "scaling": "pixel / 255", "polarity": "white on black"}
 
@@ -102,6 +105,59 @@ def to_split(images: np.ndarray, labels: np.ndarray, task: str, dtype: Any) -> S
     return Split(x, one_hot(labels, 10, dtype), labels)
 
 
+def make_trainer(
+    settings: dict[str, Any],
+    net: Network,
+    optimizer: Optimizer,
+    lr: LearningRate,
+    rng: np.random.Generator,
+) -> Trainer:
+    """The trainer ``settings["trainer"]`` names: gradient (default), genetic or evolution.
+
+    A gradient-free trainer's settings left None get that trainer's defaults
+    (:data:`nnet.presets.TRAINER_DEFAULTS`); dropout needs gradient training.
+    """
+    kind = settings.get("trainer") or "gradient"
+    if kind not in TRAINERS:
+        raise NnetError(f"unknown trainer {kind!r}: expected one of {', '.join(TRAINERS)}.")
+    common = {
+        "batch_size": settings["batch_size"],
+        "epochs": settings["epochs"],
+        "rng": rng,
+        "patience": settings["patience"],
+    }
+    if kind == "gradient":
+        return Trainer(
+            net,
+            optimizer,
+            lr=lr,
+            engine=settings["engine"],
+            dropout=dropout_rates(settings["dropout"], net.L),
+            **common,
+        )
+    if settings.get("dropout"):
+        raise NnetError(f"--trainer {kind} has no dropout (it needs gradient training).")
+
+    def get(key: str) -> Any:
+        value = settings.get(key)
+        return TRAINER_DEFAULTS[kind][key] if value is None else value
+
+    if kind == "genetic":
+        return GeneticTrainer(
+            net,
+            optimizer,
+            population=get("population"),
+            mutation_rate=get("mutation_rate"),
+            mutation_scale=get("mutation_scale"),
+            crossover_rate=get("crossover_rate"),
+            elite=get("elite"),
+            **common,
+        )
+    return EvolutionTrainer(
+        net, optimizer, lr=lr, population=get("population"), sigma=get("sigma"), **common
+    )
+
+
 def build(
     settings: dict[str, Any],
     *,
@@ -131,17 +187,7 @@ def build(
     lr = make_schedule(
         settings["schedule"], settings["lr"], epochs=settings["epochs"], warmup=settings["warmup"]
     )
-    trainer = Trainer(
-        net,
-        optimizer,
-        lr=lr,
-        batch_size=settings["batch_size"],
-        epochs=settings["epochs"],
-        rng=train_rng,
-        engine=settings["engine"],
-        dropout=dropout_rates(settings["dropout"], net.L),
-        patience=settings["patience"],
-    )
+    trainer = make_trainer(settings, net, optimizer, lr, train_rng)
     train, evals = load_splits(settings, split_rng, data=data, download=download, progress=progress)
     return Experiment(settings, net, optimizer, trainer, train, evals)
 

@@ -256,12 +256,32 @@ def read_runs(paths: Sequence[PathLike]) -> dict[str, list[dict[str, Any]]]:
 # ============================================================================ curves
 
 
-def _series(rows: list[dict[str, Any]], key: str) -> tuple[Array, Array] | None:
-    """(epochs, values) of ``key`` with nulls and non-finite values as NaN (gaps), or None
-    when no row has a value for ``key``."""
+X_AXES = ("epoch", "seconds")
+
+
+def _x_values(rows: list[dict[str, Any]], x: str, name: str) -> Array:
+    """The horizontal positions of ``rows``: their epochs, or the cumulative training
+    seconds (the running sum of each row's ``seconds``) at the end of each epoch."""
+    if x == "epoch":
+        return np.array([float(r["epoch"]) for r in rows])
+    seconds = [r.get("seconds") for r in rows]
+    for i, v in enumerate(seconds, 1):
+        if not _is_number(v) or not math.isfinite(float(v)) or float(v) < 0:
+            raise NnetError(
+                f'run {name!r} entry {i} has no "seconds" (a number >= 0) to plot against '
+                "time; plot it per epoch (--x epoch), or use a metrics file of nnet train."
+            )
+    return np.cumsum(np.array(seconds, dtype=np.float64))
+
+
+def _series(
+    rows: list[dict[str, Any]], key: str, xs: Array | None = None
+) -> tuple[Array, Array] | None:
+    """(x positions, values) of ``key`` with nulls and non-finite values as NaN (gaps), or
+    None when no row has a value for ``key``; the positions are the epochs unless ``xs``."""
     if not any(_is_number(r.get(key)) for r in rows):
         return None
-    x = np.array([float(r["epoch"]) for r in rows])
+    x = np.array([float(r["epoch"]) for r in rows]) if xs is None else xs
     y = np.array([float(r[key]) if _is_number(r.get(key)) else np.nan for r in rows])
     y[~np.isfinite(y)] = np.nan
     return x, y
@@ -275,10 +295,16 @@ def _run_colors(n: int) -> list[Any]:
 
 
 def curves_figure(
-    runs: Mapping[str, list[dict[str, Any]]], *, size: Sequence[float] = (10, 4), dpi: float = 100
+    runs: Mapping[str, list[dict[str, Any]]],
+    *,
+    size: Sequence[float] = (10, 4),
+    dpi: float = 100,
+    x: str = "epoch",
 ) -> Figure:
     """The figure :func:`plot_curves` writes (see there), for callers who want to adjust it."""
     pixels = _pixels(size, dpi)
+    if x not in X_AXES:
+        raise NnetError(f"x must be one of {', '.join(X_AXES)}; got {x!r}.")
     if not isinstance(runs, Mapping) or not runs:
         raise NnetError("no runs to plot; pass one or more metrics files.")
     for name, rows in runs.items():
@@ -287,8 +313,9 @@ def curves_figure(
         for i, row in enumerate(rows, 1):
             _check_row(row, f"run {name!r} entry {i}")
     colors = _run_colors(len(runs))
-    losses = {n: {s: _series(r, f"{s}_loss") for s, _ in _SPLITS} for n, r in runs.items()}
-    accs = {n: {s: _series(r, f"{s}_accuracy") for s, _ in _SPLITS} for n, r in runs.items()}
+    xs = {n: _x_values(r, x, n) for n, r in runs.items()}
+    losses = {n: {s: _series(r, f"{s}_loss", xs[n]) for s, _ in _SPLITS} for n, r in runs.items()}
+    accs = {n: {s: _series(r, f"{s}_accuracy", xs[n]) for s, _ in _SPLITS} for n, r in runs.items()}
     has_acc = any(v is not None for d in accs.values() for v in d.values())
 
     fig = _new_figure(pixels, dpi, layout="constrained")
@@ -306,10 +333,15 @@ def curves_figure(
                 splits_seen.add(split)
                 marker = "o" if np.count_nonzero(np.isfinite(s[1])) == 1 else None
                 ax.plot(s[0], s[1] * scale, linestyle=style, color=color, marker=marker, ms=4)
-        ax.set_xlabel("epoch")
         ax.set_ylabel(label)
-        ax.set_title(label.split(" ")[0] + " per epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if x == "epoch":
+            ax.set_xlabel("epoch")
+            ax.set_title(label.split(" ")[0] + " per epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        else:
+            ax.set_xlabel("training seconds (cumulative, evaluation included)")
+            ax.set_title(label.split(" ")[0] + " against wall time")
+            ax.set_xlim(left=0)
         ax.grid(True, alpha=0.3)
     values = np.concatenate(
         [s[1] for d in losses.values() for s in d.values() if s is not None] or [np.ones(1)]
@@ -340,8 +372,13 @@ def plot_curves(
     *,
     size: Sequence[float] = (10, 4),
     dpi: float = 100,
+    x: str = "epoch",
 ) -> None:
     """Write a PNG of loss (left) and accuracy in % (right) per epoch of several runs.
+
+    ``x="seconds"`` draws them against the cumulative training seconds instead (the
+    running sum of each epoch's ``seconds``, evaluation included; every row must have
+    one): runs of different speed are then compared by wall time.
 
     ``runs`` maps a run name (shown in the legend) to its per-epoch metrics, as
     :func:`read_metrics` returns them. Each run gets one colour; train is solid,
@@ -354,7 +391,7 @@ def plot_curves(
     :data:`LOG_SCALE_RATIO` (100) times the smallest, linear otherwise. The PNG is exactly
     ``round(size[0] * dpi)`` x ``round(size[1] * dpi)`` pixels (1000 x 400 by default).
     """
-    _write_png(curves_figure(runs, size=size, dpi=dpi), Path(out))
+    _write_png(curves_figure(runs, size=size, dpi=dpi, x=x), Path(out))
 
 
 # ============================================================================ confusion

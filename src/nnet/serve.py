@@ -178,7 +178,7 @@ def model_info(net: Network, *, random_available: bool) -> dict[str, Any]:
         info["summary"]["epochs"] = len(history)
     training = meta.get("training")
     if isinstance(training, dict):
-        keys = ("preset", "optimizer", "lr", "batch_size", "epochs", "seed", "engine")
+        keys = ("preset", "trainer", "optimizer", "lr", "batch_size", "epochs", "seed", "engine")
         info["training"] = {k: training[k] for k in keys if k in training}
     if isinstance(meta.get("seconds"), (int, float)):
         info["seconds"] = meta["seconds"]

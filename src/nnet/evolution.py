@@ -1,0 +1,532 @@
+"""Training without gradients: a genetic algorithm and evolution strategies.
+
+The notes' author also trained his network with a genetic algorithm and never passed 25 %
+on MNIST. Both trainers here are kept as fair baselines for backpropagation: they run on the
+same network, data, metrics and model files, and differ only in how one mini-batch changes
+the weights.
+
+- :class:`GeneticTrainer`: a population of weight vectors; fitness = minus the batch loss;
+  roulette-wheel selection, uniform crossover, Gaussian mutation, elitism. The best member
+  of each generation is the network (``net.weights``).
+- :class:`EvolutionTrainer`: OpenAI's evolution strategies (Salimans et al. 2017): antithetic
+  Gaussian perturbations of the weights, rank-normalized fitness, and the resulting estimate
+  of the gradient of the loss handed to the same optimizers as backprop (SGD, Adam).
+
+Both are :class:`nnet.train.Trainer` subclasses: one *generation* per mini-batch of the
+shuffled training set (the last, partial batch included), so an epoch is still one pass
+over the data, and ``fit``, the per-epoch evaluation and history rows, best-weights
+tracking, Ctrl-C (stop after the current generation) and the command line's progress bar,
+metrics and model files all work unchanged. Only the step per batch differs: the shared
+pass logic (:meth:`Trainer.run_epoch`: shuffling, the pass under way, the returned running
+metrics or None when stopped) is inherited and the per-batch loop ``_pass`` is replaced.
+``train_loss``/``train_accuracy`` are those of the current network on each batch (GA: the
+generation's best member; ES: the centre weights), and ``engine_seconds`` is the time spent
+evaluating the population.
+
+Population layout
+-----------------
+A population of P members is one C-contiguous array ``W_pop`` of shape (P, n_params): row
+p is member p's weights w^0, w^1, ..., w^(L-1) flattened in that order (each w^k row-major,
+bias row last, as in ``net.weights``). :func:`layer_stacks` views it, without copying, as
+one (P, #k + 1, #(k+1)) stack per layer; :func:`flatten` and :func:`unflatten` convert one
+member. :func:`population_forward` evaluates all P members on a batch at once: the first
+layer, by far the widest (784 inputs), as ONE matrix product of the batch (B, #0 + 1) with
+the members' w^0 side by side (#0 + 1, P * #1); the later layers with ``np.matmul`` over the
+population axis. No Python loop runs over members on the hot path.
+
+Randomness
+----------
+Every random number (the shuffling, the initial population, selection, crossover, mutation,
+perturbations) comes from the trainer's generator ``rng``, in a fixed order, so the same
+seed gives bit-identical weights (on the same machine and BLAS).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from nnet.errors import NnetError
+from nnet.init import INITS
+from nnet.network import Network
+from nnet.optim import Optimizer
+from nnet.train import DivergenceError, LearningRate, Split, StopFlag, Trainer
+
+Array = np.ndarray
+
+TRAINERS = ("gradient", "genetic", "evolution")
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def layer_shapes(net: Network) -> list[tuple[int, int]]:
+    """The shape (#k + 1, #(k+1)) of every w^k."""
+    return [(net.sizes[k] + 1, net.sizes[k + 1]) for k in range(net.L)]
+
+
+def flatten(weights: Sequence[Array]) -> Array:
+    """One member's weights w^0 ... w^(L-1) as one vector (n_params,)."""
+    return np.concatenate([np.ravel(w) for w in weights])
+
+
+def unflatten(vector: Array, net: Network) -> list[Array]:
+    """A vector (n_params,) as arrays shaped like ``net.weights`` (views, no copy)."""
+    out, start = [], 0
+    for r, c in layer_shapes(net):
+        out.append(vector[start : start + r * c].reshape(r, c))
+        start += r * c
+    return out
+
+
+def layer_stacks(net: Network, W_pop: Array) -> list[Array]:
+    """The population (P, n_params) as one (P, #k + 1, #(k+1)) view per layer."""
+    P = W_pop.shape[0]
+    out, start = [], 0
+    for r, c in layer_shapes(net):
+        out.append(W_pop[:, start : start + r * c].reshape(P, r, c))
+        start += r * c
+    return out
+
+
+def _check_population(net: Network, W_pop: Any) -> list[Array]:
+    if isinstance(W_pop, np.ndarray) and W_pop.ndim == 2:
+        if W_pop.shape[1] != net.n_params or W_pop.shape[0] < 1:
+            raise NnetError(
+                f"a population of flat members needs shape (P, {net.n_params}); got {W_pop.shape}."
+            )
+        return layer_stacks(net, np.ascontiguousarray(W_pop, dtype=net.dtype))
+    stacks = [np.asarray(w, dtype=net.dtype) for w in W_pop]
+    shapes = layer_shapes(net)
+    P = stacks[0].shape[0] if stacks and stacks[0].ndim == 3 else 0
+    if len(stacks) != net.L or any(
+        s.shape != (P, *shape) for s, shape in zip(stacks, shapes, strict=False)
+    ):
+        raise NnetError(
+            f"a population needs shape (P, {net.n_params}) or one (P, rows, columns) stack "
+            f"per layer shaped {shapes}; got {[s.shape for s in stacks]}."
+        )
+    return stacks
+
+
+def _forward_stacks(net: Network, stacks: list[Array], x1: Array) -> Array:
+    """Outputs (P, B, #L) of the members ``stacks`` on inputs with their bias column
+    ``x1`` (B, #0 + 1)."""
+    P, B = stacks[0].shape[0], x1.shape[0]
+    r0, c0 = stacks[0].shape[1:]
+    # w^0 of every member side by side: (#0 + 1, P * #1), then one GEMM for the whole
+    # population; h[b, p * #1 + j] = h^1_j of member p on sample b.
+    W0 = np.ascontiguousarray(stacks[0].transpose(1, 0, 2)).reshape(r0, P * c0)
+    h = (x1 @ W0).reshape(B, P, c0).transpose(1, 0, 2)  # (P, B, #1), a view
+    a = np.empty((P, B, c0), dtype=net.dtype)
+    net.g[1](h, out=a)  # type: ignore[misc]
+    for l in range(2, net.L + 1):
+        w = stacks[l - 1]
+        h = np.matmul(a, w[:, :-1, :])  # (P, B, #l): the weights of each member
+        h += w[:, -1:, :]  # the bias row (bias neuron a^(l-1) = 1)
+        a = net.g[l](h, out=h)  # type: ignore[misc]
+    return a
+
+
+def population_forward(net: Network, W_pop: Array | Sequence[Array], x: Any) -> Array:
+    """The outputs (P, B, #L) of P weight sets on a batch x (B, #0), all at once.
+
+    ``W_pop`` is (P, n_params) (one flattened member per row, see the module docstring)
+    or one (P, #k + 1, #(k+1)) stack per layer. Member p's outputs equal
+    ``net.forward(x)`` with ``net.weights`` set to member p (up to rounding); ``net``
+    itself is not changed.
+    """
+    stacks = _check_population(net, W_pop)
+    x = net.check_x(x)
+    x1 = np.empty((x.shape[0], x.shape[1] + 1), dtype=net.dtype)
+    x1[:, :-1] = x
+    x1[:, -1] = 1.0
+    return _forward_stacks(net, stacks, x1)
+
+
+def member_losses(net: Network, O: Array, t: Array) -> Array:
+    """The batch mean of E of every member, (P,) float64, from outputs O (P, B, #L)."""
+    P, B, q = O.shape
+    tiled = np.broadcast_to(t, (P, B, q)).reshape(P * B, q)
+    E = net.loss.value(O.reshape(P * B, q), tiled).reshape(P, B)
+    return np.mean(E, axis=1, dtype=np.float64)
+
+
+def centered_ranks(values: Array) -> Array:
+    """Ranks of ``values`` scaled to [-0.5, 0.5] (smallest -0.5, largest 0.5), float64.
+
+    Ties are broken by position (a stable sort), so the result is deterministic.
+    """
+    values = np.asarray(values)
+    n = values.size
+    ranks = np.empty(n, dtype=np.float64)
+    ranks[np.argsort(values, kind="stable")] = np.arange(n, dtype=np.float64)
+    return ranks / max(n - 1, 1) - 0.5
+
+
+def es_gradient(
+    net: Network,
+    x: Any,
+    t: Any,
+    *,
+    pairs: int,
+    sigma: float,
+    rng: np.random.Generator,
+) -> tuple[list[Array], Array]:
+    """The evolution-strategies estimate of the gradient of the batch mean of E at
+    ``net.weights``, and the batch losses of the 2 ``pairs`` perturbed members.
+
+    The estimate :class:`EvolutionTrainer` uses (without its centre member); exposed so that
+    it can be compared with the true gradient (``nnet.gradients``).
+    """
+    x = net.check_x(x)
+    t = net.check_t(t, x.shape[0])
+    x1 = np.empty((x.shape[0], x.shape[1] + 1), dtype=net.dtype)
+    x1[:, :-1] = x
+    x1[:, -1] = 1.0
+    theta = flatten(net.weights)
+    eps = rng.standard_normal((pairs, theta.size), dtype=net.dtype)
+    W_pop = _perturbed(theta, eps, sigma, centre=False)
+    losses = member_losses(net, _forward_stacks(net, layer_stacks(net, W_pop), x1), t)
+    return unflatten(_estimate(losses, eps, sigma), net), losses
+
+
+def _perturbed(theta: Array, eps: Array, sigma: float, *, centre: bool) -> Array:
+    """[theta (if centre)], theta + sigma eps_1..n, theta - sigma eps_1..n as (P, n)."""
+    n = eps.shape[0]
+    c = int(centre)
+    W_pop = np.empty((c + 2 * n, theta.size), dtype=theta.dtype)
+    if centre:
+        W_pop[0] = theta
+    step = eps * theta.dtype.type(sigma)
+    np.add(theta, step, out=W_pop[c : c + n])
+    np.subtract(theta, step, out=W_pop[c + n :])
+    return W_pop
+
+
+def _estimate(losses: Array, eps: Array, sigma: float) -> Array:
+    """g = -(1/(2 n sigma)) sum_i (r+_i - r-_i) eps_i, from the 2n losses (plus half, then
+    minus half): the centred ranks r of the fitness -loss; an estimate of the gradient of
+    the loss (up to a positive scale)."""
+    n = eps.shape[0]
+    finite = np.where(np.isfinite(losses), losses, np.inf)  # a NaN loss ranks last
+    r = centered_ranks(-finite)
+    weights = (r[:n] - r[n:]).astype(eps.dtype)
+    return (weights @ eps) * eps.dtype.type(-1.0 / (2 * n * sigma))
+
+
+# ----------------------------------------------------------------------------- trainers
+
+
+# The most memory one copy of a population may take: a generation makes a few copies.
+MAX_POPULATION_BYTES = 1 << 28
+
+
+class _PopulationTrainer(Trainer):
+    """The pass over the data shared by both trainers; subclasses define ``_generation``."""
+
+    _divergence_hint = "try a smaller mutation scale"
+
+    def _check_size(self, population: int) -> None:
+        size = population * self.net.n_params * self.net.dtype.itemsize
+        if size > MAX_POPULATION_BYTES:
+            raise NnetError(
+                f"a population of {population} networks of {self.net.n_params:,} weights "
+                f"takes {size / 2**30:.1f} GiB, and a generation makes several copies; use a "
+                "smaller --population or network (these trainers suit small networks)."
+            )
+
+    def _generation(
+        self, x1: Array, t: Array
+    ) -> tuple[float, Array]:  # pragma: no cover - abstract
+        """One generation on the batch (inputs with bias x1, targets t): the batch mean
+        loss and the outputs (B, #L) of the current network on it."""
+        raise NotImplementedError
+
+    def _pass(
+        self,
+        train: Split,
+        perm: Array,
+        n_batches: int,
+        stop: StopFlag | None,
+        on_batch: Callable[[int, float], None] | None,
+    ) -> dict[str, Any] | None:
+        net, bs, p = self.net, self.batch_size, self.progress
+        assert p is not None
+        x1 = self._with_bias(train.x)
+        start = time.perf_counter()
+        for b in range(p["batch"], n_batches):
+            idx = perm[b * bs : (b + 1) * bs]
+            xb = x1[idx]
+            tb = xb[:, :-1] if train.t is train.x else train.t[idx]
+            self._lr_now = self.lr_at(self.epoch + b / n_batches)
+            mean_loss, O = self._generation(xb, tb)
+            batch_loss = mean_loss * len(idx)
+            if not np.isfinite(batch_loss):
+                raise DivergenceError(
+                    f"training diverged at epoch {self.epoch + 1}, batch {b + 1}: the loss "
+                    f"became {batch_loss}; {self._divergence_hint}."
+                )
+            if train.y is not None:
+                p["correct"] += int(np.count_nonzero(np.argmax(O, axis=1) == train.y[idx]))
+            p["loss_sum"] += batch_loss
+            p["seen"] += len(idx)
+            p["batch"] = b + 1
+            if on_batch is not None:
+                on_batch(len(idx), mean_loss)
+            if stop and p["batch"] < n_batches:
+                break
+        p["seconds"] += time.perf_counter() - start
+        for k, w in enumerate(net.weights):
+            if not np.isfinite(w).all():
+                raise DivergenceError(
+                    f"training diverged in epoch {self.epoch + 1}: w{k} holds NaN or "
+                    f"infinite values; {self._divergence_hint}."
+                )
+        if p["batch"] < n_batches:
+            return None
+        self.progress = None
+        self.train_seconds += p["seconds"]
+        return {
+            "train_loss": p["loss_sum"] / p["seen"],
+            "train_accuracy": p["correct"] / p["seen"] if train.y is not None else None,
+            "samples": p["seen"],
+            "train_seconds": p["seconds"],
+            "engine_seconds": p["engine_seconds"],
+        }
+
+    def _evaluate(self, W_pop: Array, x1: Array, t: Array) -> tuple[Array, Array]:
+        """(losses (P,) with NaN as +inf, outputs (P, B, #L)) of the population."""
+        t0 = time.perf_counter()
+        O = _forward_stacks(self.net, layer_stacks(self.net, W_pop), x1)
+        losses = member_losses(self.net, O, t)
+        if self.progress is not None:
+            self.progress["engine_seconds"] += time.perf_counter() - t0
+        return np.where(np.isnan(losses), np.inf, losses), O
+
+
+class GeneticTrainer(_PopulationTrainer):
+    """A genetic algorithm: each mini-batch is one generation of ``population`` members.
+
+    Per generation, on the batch:
+
+    1. fitness f_p = -(batch mean of E of member p), all members in one batched pass;
+    2. the best member becomes ``net.weights`` (its loss and accuracy are the running
+       training metrics);
+    3. the ``elite`` best members survive unchanged;
+    4. every other member of the next generation is a child of two parents drawn by
+       roulette wheel (with replacement) with probability proportional to
+       f_p - min f: the fitness made non-negative by subtracting the population's worst
+       (which gets probability 0; a population of equal fitness is drawn uniformly);
+    5. with probability ``crossover_rate`` the child is a uniform crossover of its parents
+       (each weight from either parent with probability 1/2), otherwise a copy of the
+       first;
+    6. each weight of the child is mutated with probability ``mutation_rate`` by adding
+       N(0, ``mutation_scale``^2).
+
+    The initial population is the network's own initial weights and ``population`` - 1
+    more members drawn with the network's initialization (the author's for the notes'
+    network) from ``rng``. The optimizer and learning rate are not used (``lr`` in the
+    history is None).
+    """
+
+    def __init__(
+        self,
+        net: Network,
+        optimizer: Optimizer,
+        *,
+        population: int,
+        mutation_rate: float,
+        mutation_scale: float,
+        crossover_rate: float,
+        elite: int,
+        batch_size: int,
+        epochs: int,
+        rng: np.random.Generator,
+        patience: int = 0,
+        restore_best: bool = True,
+    ) -> None:
+        super().__init__(
+            net,
+            optimizer,
+            lr=0.0,
+            batch_size=batch_size,
+            epochs=epochs,
+            rng=rng,
+            patience=patience,
+            restore_best=restore_best,
+        )
+        check_genetic(population, mutation_rate, mutation_scale, crossover_rate, elite)
+        self._check_size(population)
+        self.population = int(population)
+        self.mutation_rate = float(mutation_rate)
+        self.mutation_scale = float(mutation_scale)
+        self.crossover_rate = float(crossover_rate)
+        self.elite = int(elite)
+        self.members = self._initial_population()
+
+    def lr_at(self, epoch_progress: float) -> Any:
+        return None  # no learning rate: the history records null
+
+    def _initial_population(self) -> Array:
+        net = self.net
+        pop = np.empty((self.population, net.n_params), dtype=net.dtype)
+        pop[0] = flatten(net.weights)
+        for p in range(1, self.population):  # once, before training: not the hot path
+            pop[p] = flatten(
+                [
+                    INITS[net.inits[k]](net.sizes[k], net.sizes[k + 1], self.rng)
+                    for k in range(net.L)
+                ]
+            )
+        return pop
+
+    def _generation(self, x1: Array, t: Array) -> tuple[float, Array]:
+        losses, O = self._evaluate(self.members, x1, t)
+        best = int(np.argmin(losses))  # the first of equals
+        best_weights = unflatten(self.members[best], self.net)
+        for w, member in zip(self.net.weights, best_weights, strict=True):
+            w[...] = member
+        self.members = self._breed(losses)
+        return float(losses[best]), O[best]
+
+    def _breed(self, losses: Array) -> Array:
+        rng, pop, P, e = self.rng, self.members, self.population, self.elite
+        n = pop.shape[1]
+        children = P - e
+        # roulette wheel: probability proportional to the fitness minus the worst fitness
+        fitness = -losses
+        finite = np.isfinite(fitness)
+        weight = np.where(finite, fitness - (fitness[finite].min() if finite.any() else 0), 0)
+        total = weight.sum()
+        prob = weight / total if total > 0 else np.full(P, 1.0 / P)
+        parents = rng.choice(P, size=(children, 2), p=prob)
+        cross = np.flatnonzero(rng.random(children) < self.crossover_rate)
+        new = np.empty_like(pop)
+        new[:e] = pop[np.argsort(losses, kind="stable")[:e]]  # the elite, unchanged
+        kids = new[e:]
+        kids[...] = pop[parents[:, 0]]
+        if cross.size:
+            # uniform crossover: one random bit per weight (8 per random byte) says whether
+            # it comes from the second parent; selected bitwise, a ^ ((a ^ b) & mask)
+            bits = rng.integers(0, 256, size=(cross.size, -(-n // 8)), dtype=np.uint8)
+            mask = np.unpackbits(bits, axis=1, count=n).view(np.int8)
+            signed, unsigned = f"i{pop.itemsize}", f"u{pop.itemsize}"
+            mask = np.negative(mask, dtype=signed).view(unsigned)  # 0 or all ones
+            a = kids[cross].view(unsigned)
+            mixed = np.bitwise_xor(a, pop[parents[cross, 1]].view(unsigned))
+            mixed &= mask
+            mixed ^= a
+            kids[cross] = mixed.view(pop.dtype)
+        # Gaussian mutation of each weight with probability mutation_rate
+        where = bernoulli_positions(rng, kids.size, self.mutation_rate)
+        flat = kids.reshape(-1)
+        noise = rng.standard_normal(where.size, dtype=pop.dtype)
+        flat[where] += noise * pop.dtype.type(self.mutation_scale)
+        return new
+
+
+def bernoulli_positions(rng: np.random.Generator, n: int, rate: float) -> Array:
+    """The positions 0 <= i < n where independent Bernoulli(``rate``) trials succeed, in
+    increasing order: drawn as the gaps between successes (geometric), which costs one
+    random number per success rather than one per trial."""
+    if rate >= 1:
+        return np.arange(n)
+    parts, last = [], -1
+    while True:
+        expect = (n - 1 - last) * rate
+        pos = last + np.cumsum(rng.geometric(rate, size=int(expect + 6 * expect**0.5 + 16)))
+        if pos[-1] >= n:
+            parts.append(pos[pos < n])
+            return np.concatenate(parts)
+        parts.append(pos)
+        last = int(pos[-1])
+
+
+class EvolutionTrainer(_PopulationTrainer):
+    """OpenAI evolution strategies (Salimans et al. 2017) feeding a gradient optimizer.
+
+    Per mini-batch, with centre weights theta = ``net.weights`` and n = ``population`` / 2:
+
+    1. draw eps_1 ... eps_n ~ N(0, I) (one entry per weight);
+    2. evaluate theta and the 2n antithetic members theta +- sigma eps_i on the batch in one
+       batched pass (theta's loss and accuracy are the running training metrics);
+    3. replace the 2n fitnesses (-loss) by their centred ranks r in [-0.5, 0.5];
+    4. g = -(1/(2 n sigma)) sum_i (r+_i - r-_i) eps_i estimates (up to a positive scale) the
+       gradient of the loss;
+    5. ``optimizer.step(net.weights, g, lr)``: the same optimizers as backprop (with their
+       weight decay); Adam suits the rank-normalized scale of g.
+    """
+
+    _divergence_hint = "try a smaller learning rate or sigma"
+
+    def __init__(
+        self,
+        net: Network,
+        optimizer: Optimizer,
+        *,
+        lr: LearningRate,
+        population: int,
+        sigma: float,
+        batch_size: int,
+        epochs: int,
+        rng: np.random.Generator,
+        patience: int = 0,
+        restore_best: bool = True,
+    ) -> None:
+        super().__init__(
+            net,
+            optimizer,
+            lr=lr,
+            batch_size=batch_size,
+            epochs=epochs,
+            rng=rng,
+            patience=patience,
+            restore_best=restore_best,
+        )
+        check_evolution(population, sigma)
+        self._check_size(population + 1)
+        self.population = int(population)
+        self.pairs = self.population // 2
+        self.sigma = float(sigma)
+
+    def _generation(self, x1: Array, t: Array) -> tuple[float, Array]:
+        net = self.net
+        theta = flatten(net.weights)
+        eps = self.rng.standard_normal((self.pairs, theta.size), dtype=net.dtype)
+        W_pop = _perturbed(theta, eps, self.sigma, centre=True)
+        losses, O = self._evaluate(W_pop, x1, t)
+        g = _estimate(losses[1:], eps, self.sigma)
+        self.optimizer.step(net.weights, unflatten(g, net), self._lr_now)
+        return float(losses[0]), O[0]
+
+
+def check_genetic(
+    population: int, mutation_rate: float, mutation_scale: float, crossover_rate: float, elite: int
+) -> None:
+    if population < 2:
+        raise NnetError(f"the population needs at least 2 members; got {population}.")
+    if not 0 < mutation_rate <= 1:
+        raise NnetError(f"the mutation rate must be in (0, 1]; got {mutation_rate}.")
+    if not (mutation_scale > 0 and np.isfinite(mutation_scale)):
+        raise NnetError(f"the mutation scale must be > 0; got {mutation_scale}.")
+    if not 0 <= crossover_rate <= 1:
+        raise NnetError(f"the crossover rate must be in [0, 1]; got {crossover_rate}.")
+    if not 0 <= elite < population:
+        raise NnetError(
+            f"the elite must be at least 0 and smaller than the population ({population}); "
+            f"got {elite}."
+        )
+
+
+def check_evolution(population: int, sigma: float) -> None:
+    if population < 2 or population % 2:
+        raise NnetError(
+            "evolution strategies need an even population of at least 2 (antithetic pairs "
+            f"theta +- sigma eps); got {population}."
+        )
+    if not (sigma > 0 and np.isfinite(sigma)):
+        raise NnetError(f"sigma (the perturbation scale) must be > 0; got {sigma}.")
