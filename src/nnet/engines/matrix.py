@@ -16,8 +16,8 @@ layer of a^l_q, not at layer k):
 Memory: A^l_k takes #l (#k+1) #(k+1) numbers per sample (784-16-16-10, k = 0: 16*785*16 ~ 201k,
 1.6 MB in float64), so the batch is processed in chunks. A chunk's live A tensors never exceed
 ``memory_budget`` (default 256 MiB), and are kept near ``chunk_bytes`` (default 4 MiB) when
-possible: the tensors then stay in the CPU cache from (5) through (6) to (3), which measured
-about 3x faster per sample than chunks of 100 MB (docs/performance.md). Cost per sample:
+possible, so that the tensors stay in the CPU cache from (5) through (6) to (3); the arrays
+they are written into are kept from chunk to chunk (docs/performance.md). Cost per sample:
 O(sum_k (#k+1) #(k+1) sum_(l>k) #l #(l-1)) — the factor (#k + 1) is what the frontprop engine
 removes.
 """
@@ -34,39 +34,46 @@ DEFAULT_MEMORY_BUDGET = 256 * 2**20  # most bytes of A tensors alive at once
 DEFAULT_CHUNK_BYTES = 4 * 2**20  # preferred bytes of A tensors per chunk (cache-sized)
 
 
-def eq4_A(a_k: Array, gp_next: Array) -> Array:
+def eq4_A(a_k: Array, gp_next: Array, out: Array | None = None) -> Array:
     """(4) A^{k+1,q}_k[i, j] = g'(h^(k+1)_q) a^k_i if j = q else 0.
 
     ``a_k`` is a^k (B, #k + 1), ``gp_next`` is g'(h^(k+1)) (B, #(k+1)).
-    Returns A[q, b, j, i], shape (#(k+1), B, #(k+1), #k + 1).
+    Returns A[q, b, j, i], shape (#(k+1), B, #(k+1), #k + 1) (in ``out`` when given).
     """
     B, J = gp_next.shape
-    A = np.zeros((J, B, J, a_k.shape[1]), dtype=a_k.dtype)
+    shape = (J, B, J, a_k.shape[1])
+    A = np.zeros(shape, dtype=a_k.dtype) if out is None else out
+    if out is not None:
+        A[...] = 0
     q = np.arange(J)
     A[q, :, q, :] = gp_next.T[:, :, None] * a_k[None, :, :]
     return A
 
 
-def eq5_A(a_k: Array, gp_next: Array, w_next: Array, gp_next2: Array) -> Array:
+def eq5_A(
+    a_k: Array, gp_next: Array, w_next: Array, gp_next2: Array, out: Array | None = None
+) -> Array:
     """(5) A^{k+2,q}_k[i, j] = g'(h^(k+2)_q) w^(k+1)_jq g'(h^(k+1)_j) a^k_i.
 
     ``w_next`` is w^(k+1), ``gp_next`` = g'(h^(k+1)), ``gp_next2`` = g'(h^(k+2)).
-    Returns A[q, b, j, i], shape (#(k+2), B, #(k+1), #k + 1).
+    Returns A[q, b, j, i], shape (#(k+2), B, #(k+1), #k + 1) (in ``out`` when given).
     """
     # C[q, b, j] = g'(h^(k+2)_q) w^(k+1)_jq g'(h^(k+1)_j)
     C = gp_next2.T[:, :, None] * w_next[:-1].T[:, None, :] * gp_next[None, :, :]
-    return C[:, :, :, None] * a_k[None, :, None, :]
+    return np.multiply(C[:, :, :, None], a_k[None, :, None, :], out=out)
 
 
-def eq6_A(A_prev: Array, w_prev: Array, gp_l: Array) -> Array:
+def eq6_A(A_prev: Array, w_prev: Array, gp_l: Array, out: Array | None = None) -> Array:
     """(6) A^{l,q}_k = g'(h^l_q) sum_r w^(l-1)_rq A^{l-1,r}_k, for all q and samples at once.
 
     ``A_prev`` holds A^{l-1}_k as A[r, b, j, i]; ``w_prev`` is w^(l-1); ``gp_l`` = g'(h^l).
+    The result goes to ``out`` when given (it must not be ``A_prev``).
     """
     R = A_prev.shape[0]
     Q = w_prev.shape[1]
-    A = (w_prev[:-1].T @ A_prev.reshape(R, -1)).reshape((Q,) + A_prev.shape[1:])
-    A *= gp_l.T[:, :, None, None]
+    A = np.empty((Q,) + A_prev.shape[1:], dtype=A_prev.dtype) if out is None else out
+    np.matmul(w_prev[:-1].T, A_prev.reshape(R, -1), out=A.reshape(Q, -1))
+    np.multiply(A, gp_l.T[:, :, None, None], out=A)
     return A
 
 
@@ -79,14 +86,30 @@ def eq3_gradient(e: Array, A_L: Array) -> Array:
     return (e.T.reshape(Q * B) @ A_L.reshape(Q * B, J * I)).reshape(J, I).T
 
 
-def A_chain(net: Network, k: int, a_k: Array, gp: list[Array]) -> Array:
-    """A^{L,q}_k for all q and all samples of the chunk, by (4), (5) then (6)."""
-    L = net.L
+def A_chain(net: Network, k: int, a_k: Array, gp: list[Array], work: dict | None = None) -> Array:
+    """A^{L,q}_k for all q and all samples of the chunk, by (4), (5) then (6).
+
+    ``work`` (a dict, kept by the caller from one chunk to the next) holds the arrays the
+    tensors are written into: allocating ~1 MB per tensor and chunk cost more than the
+    arithmetic (docs/performance.md).
+    """
+    work = {} if work is None else work
+
+    def buf(shape: tuple[int, ...], slot: int) -> Array:
+        arr = work.get((shape, slot))
+        if arr is None:
+            arr = work[(shape, slot)] = np.empty(shape, dtype=a_k.dtype)
+        return arr
+
+    L, B, I = net.L, a_k.shape[0], a_k.shape[1]
+    J = net.sizes[k + 1]
     if L == k + 1:
-        return eq4_A(a_k, gp[k + 1])
-    A = eq5_A(a_k, gp[k + 1], net.weights[k + 1], gp[k + 2])
-    for l in range(k + 3, L + 1):
-        A = eq6_A(A, net.weights[l - 1], gp[l])
+        return eq4_A(a_k, gp[k + 1], out=buf((J, B, J, I), 0))
+    A = eq5_A(
+        a_k, gp[k + 1], net.weights[k + 1], gp[k + 2], out=buf((net.sizes[k + 2], B, J, I), 0)
+    )
+    for slot, l in enumerate(range(k + 3, L + 1), start=1):  # two buffers in turn
+        A = eq6_A(A, net.weights[l - 1], gp[l], out=buf((net.sizes[l], B, J, I), slot % 2))
     return A
 
 
@@ -125,8 +148,9 @@ def gradients(
         n = chunk_size(net, k, memory_budget, chunk_bytes)
         g = grads[k]
         g[...] = 0
+        work: dict = {}  # the A tensors' arrays, reused chunk after chunk
         for s in range(0, B, n):
             c = slice(s, s + n)
-            A_L = A_chain(net, k, net.a[k][c], [p[c] for p in gp])
+            A_L = A_chain(net, k, net.a[k][c], [p[c] for p in gp], work)
             g += eq3_gradient(e[c], A_L)
     return grads
