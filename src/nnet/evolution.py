@@ -254,7 +254,7 @@ class _PopulationTrainer(Trainer):
         stop: StopFlag | None,
         on_batch: Callable[[int, float], None] | None,
     ) -> dict[str, Any] | None:
-        net, bs, p = self.net, self.batch_size, self.progress
+        bs, p = self.batch_size, self.progress
         assert p is not None
         x1 = self._with_bias(train.x)
         start = time.perf_counter()
@@ -280,23 +280,7 @@ class _PopulationTrainer(Trainer):
             if stop and p["batch"] < n_batches:
                 break
         p["seconds"] += time.perf_counter() - start
-        for k, w in enumerate(net.weights):
-            if not np.isfinite(w).all():
-                raise DivergenceError(
-                    f"training diverged in epoch {self.epoch + 1}: w{k} holds NaN or "
-                    f"infinite values; {self._divergence_hint}."
-                )
-        if p["batch"] < n_batches:
-            return None
-        self.progress = None
-        self.train_seconds += p["seconds"]
-        return {
-            "train_loss": p["loss_sum"] / p["seen"],
-            "train_accuracy": p["correct"] / p["seen"] if train.y is not None else None,
-            "samples": p["seen"],
-            "train_seconds": p["seconds"],
-            "engine_seconds": p["engine_seconds"],
-        }
+        return self._end_pass(train, n_batches)
 
     def _evaluate(self, W_pop: Array, x1: Array, t: Array) -> tuple[Array, Array]:
         """(losses (P,) with NaN as +inf, outputs (P, B, #L)) of the population."""

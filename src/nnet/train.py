@@ -103,6 +103,8 @@ class Trainer:
     returning the learning rate. ``rng`` drives the shuffling (and dropout masks, if any).
     """
 
+    _divergence_hint = "try a smaller learning rate"  # the advice when training diverges
+
     def __init__(
         self,
         net: Network,
@@ -256,7 +258,7 @@ class Trainer:
             if not np.isfinite(batch_loss):
                 raise DivergenceError(
                     f"training diverged at epoch {self.epoch + 1}, batch {b + 1}: the loss "
-                    f"became {batch_loss}; try a smaller learning rate."
+                    f"became {batch_loss}; {self._divergence_hint}."
                 )
             if train.y is not None:
                 p["correct"] += int(np.count_nonzero(np.argmax(O, axis=1) == train.y[idx]))
@@ -269,11 +271,18 @@ class Trainer:
             if stop and p["batch"] < n_batches:
                 break
         p["seconds"] += time.perf_counter() - start
-        for k, w in enumerate(net.weights):
+        return self._end_pass(train, n_batches)
+
+    def _end_pass(self, train: Split, n_batches: int) -> dict[str, Any] | None:
+        """After a pass's batches: check the weights are finite, and return the pass's
+        running metrics (None when it was stopped before its last batch)."""
+        p = self.progress
+        assert p is not None
+        for k, w in enumerate(self.net.weights):
             if not np.isfinite(w).all():
                 raise DivergenceError(
                     f"training diverged in epoch {self.epoch + 1}: w{k} holds NaN or "
-                    "infinite values; try a smaller learning rate."
+                    f"infinite values; {self._divergence_hint}."
                 )
         if p["batch"] < n_batches:
             return None
