@@ -155,7 +155,7 @@ def test_killing_a_save_half_way_leaves_the_old_file_intact(tmp_path):
         (lambda m, a: m["trainer"].update(epoch=99), "epochs done"),
         (lambda m, a: m.pop("settings"), "lacks the run's settings"),
         (lambda m, a: m["settings"].update(sizes=[784, 0, 10]), "settings nnet cannot use"),
-        (lambda m, a: a.pop("opt_m0"), "optimizer state does not match"),
+        (lambda m, a: a.pop("opt_m_sum0"), "optimizer state does not match"),
         (lambda m, a: a.update(w0=np.zeros((3, 3), np.float32)), "does not match the network"),
         (lambda m, a: a.update(w1=np.full_like(a["w1"], np.nan)), "NaN or infinite"),
     ],

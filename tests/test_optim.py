@@ -121,3 +121,20 @@ def test_bad_schedules(kwargs, message):
 
     with pytest.raises(NnetError, match=message):
         make_schedule(lr=0.1, epochs=10, **kwargs)
+
+
+def test_adam_flushes_subnormal_moments_and_keeps_normal_ones():
+    from nnet.optim import FLUSH_EVERY
+
+    w = [np.zeros((3, 2), dtype=np.float32)]
+    g = [np.zeros((3, 2), dtype=np.float32)]
+    opt = Adam()
+    opt.step(w, g, 0.1)  # creates the state
+    M = opt.state["m_sum0"]
+    M[0, 0], M[0, 1] = np.float32(1e-40), np.float32(1e-20)  # subnormal, normal
+    expected = np.float32(1e-20)
+    for _ in range(FLUSH_EVERY):
+        opt.step(w, g, 0.1)
+        expected = np.float32(expected * np.float32(0.9))
+    assert M[0, 0] == 0  # flushed within FLUSH_EVERY steps
+    assert M[0, 1] == expected  # a normal number: bit for bit what b1 M + 0 gives

@@ -131,8 +131,8 @@ def _restore(
             f"{where}: the optimizer state does not match a {opt.name} optimizer for this "
             "network; the checkpoint is damaged."
         )
-    for key, value in opt_state.items():
-        k = int(key.lstrip("mv"))
+    for key in expected:
+        value, k = opt_state[key], int(key.lstrip("abcdefghijklmnopqrstuvwxyz_"))
         if value.shape != net.weights[k].shape or value.dtype != net.dtype:
             raise ModelFileError(f"{where}: optimizer state {key} has the wrong shape or dtype.")
     opt.state = {k: v.copy() for k, v in opt_state.items()}

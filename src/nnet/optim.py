@@ -33,6 +33,7 @@ from nnet.errors import NnetError
 Array = np.ndarray
 
 FLUSH = 2.0**-100  # see Adam._update
+FLUSH_EVERY = 8  # steps between two flushes of subnormal numbers (Adam._update)
 BLOCK = 65536  # numbers per block: the arrays of one block fit in a core's cache
 
 
@@ -155,10 +156,17 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam; ``decoupled=True`` makes it AdamW (decay applied to w directly)."""
+    """Adam; ``decoupled=True`` makes it AdamW (decay applied to w directly).
+
+    Kingma & Ba's moments are m <- b1 m + (1 - b1) g and v <- b2 v + (1 - b2) g^2. The state
+    keeps them as the plain exponential sums M = m / (1 - b1) and V = v / (1 - b2), which
+    obey M <- b1 M + g and V <- b2 V + g^2: one element-wise pass fewer each, and the
+    constant factors go into the step's coefficient instead (see ``_update``). The state
+    arrays are named ``m_sum{k}`` and ``v_sum{k}`` so that nobody mistakes them for m and v.
+    """
 
     name = "adam"
-    state_names = ("m", "v")
+    state_names = ("m_sum", "v_sum")
 
     def __init__(
         self,
@@ -183,38 +191,40 @@ class Adam(Optimizer):
     ) -> None:
         if self.weight_decay and not self.decoupled:
             g = self._decayed(w, g, tmp, has_bias).copy()  # L2: g + wd w (not the bias row)
-        m = self.state[f"m{k}"][rows]
-        v = self.state[f"v{k}"][rows]
+        M = self.state[f"m_sum{k}"][rows]
+        V = self.state[f"v_sum{k}"][rows]
         b1, b2 = self.beta1, self.beta2
-        bc1, bc2 = 1 - b1**self.t, 1 - b2**self.t  # bias corrections of m and v
-        # m <- b1 m + (1 - b1) g
-        np.multiply(g, 1 - b1, out=tmp)
-        m *= b1
-        m += tmp
-        # Flush m's subnormal numbers to 0: the moments of weights whose gradient is almost
-        # always 0 (MNIST's border pixels) decay below the smallest normal float, and
-        # arithmetic on subnormals is ~100x slower on x86. Adding and removing 2^-100
-        # rounds exactly the tiny ones: numbers above 2^-76 (float32) are unchanged, smaller
-        # ones move by less than 1e-37.
-        m += FLUSH
-        m -= FLUSH
-        # v <- b2 v + (1 - b2) g^2
+        # M <- b1 M + g, i.e. m <- b1 m + (1 - b1) g with m = (1 - b1) M
+        M *= b1
+        M += g
+        if self.t % FLUSH_EVERY == 0:
+            # Flush M's subnormal numbers to 0: the moments of weights whose gradient is
+            # almost always 0 (MNIST's border pixels) decay below the smallest normal float,
+            # and arithmetic on subnormals is ~100x slower on x86. Adding and removing 2^-100
+            # rounds exactly the tiny ones: numbers above 2^-76 (float32) are unchanged,
+            # smaller ones move by less than 1e-37. A number that crossed below the normal
+            # range since the last flush is subnormal for at most FLUSH_EVERY steps.
+            M += FLUSH
+            M -= FLUSH
+        # V <- b2 V + g^2, i.e. v <- b2 v + (1 - b2) g^2 with v = (1 - b2) V
         np.square(g, out=tmp)
-        tmp *= 1 - b2
-        v *= b2
-        v += tmp
+        V *= b2
+        V += tmp
         if self.weight_decay and self.decoupled:  # AdamW: w <- w - lr wd w (not the bias)
             np.multiply(w, lr * self.weight_decay, out=tmp)
             if has_bias:
                 tmp[-1] = 0
             w -= tmp
+        # With bias corrections bc1 = 1 - b1^t, bc2 = 1 - b2^t:
         # w <- w - (lr / bc1) m / (sqrt(v / bc2) + eps)
-        #    = w - (lr sqrt(bc2) / bc1) m / (sqrt(v) + eps sqrt(bc2))    (one pass fewer)
-        root = math.sqrt(bc2)
-        np.sqrt(v, out=tmp)
+        #    = w - c M / (sqrt(V) + e),  c = lr (1 - b1) sqrt(bc2 / (1 - b2)) / bc1,
+        #                                e = eps sqrt(bc2 / (1 - b2))
+        bc1, bc2 = 1 - b1**self.t, 1 - b2**self.t
+        root = math.sqrt(bc2 / (1 - b2))
+        np.sqrt(V, out=tmp)
         tmp += self.eps * root
-        np.divide(m, tmp, out=tmp)
-        tmp *= lr * root / bc1
+        np.divide(M, tmp, out=tmp)
+        tmp *= lr * (1 - b1) * root / bc1
         w -= tmp
 
     def settings(self) -> dict[str, float | bool | str]:
