@@ -3,7 +3,7 @@
 A checkpoint is an ``.npz`` like a model file (never pickled, written atomically), holding
 
 - arrays: the weights ``w{k}``, the optimizer's state ``opt_{name}`` (momentum, or Adam's
-  moments), and the best epoch's weights ``best_w{k}`` when there is a validation split;
+  moment sums), and the best epoch's weights ``best_w{k}`` when there is a validation split;
 - metadata (JSON): ``format`` "nnet-checkpoint", the network's description, the run's
   ``settings`` (from which :func:`nnet.experiment.build` rebuilds data, network, optimizer
   and schedule), and the trainer's state: epochs done, the per-epoch history, the best
@@ -131,9 +131,9 @@ def _restore(
             f"{where}: the optimizer state does not match a {opt.name} optimizer for this "
             "network; the checkpoint is damaged."
         )
-    for key in expected:
-        value, k = opt_state[key], int(key.lstrip("abcdefghijklmnopqrstuvwxyz_"))
-        if value.shape != net.weights[k].shape or value.dtype != net.dtype:
+    for key, k in ((f"{name}{k}", k) for k in range(net.L) for name in opt.state_names):
+        value = opt_state.get(key)
+        if value is not None and (value.shape != net.weights[k].shape or value.dtype != net.dtype):
             raise ModelFileError(f"{where}: optimizer state {key} has the wrong shape or dtype.")
     opt.state = {k: v.copy() for k, v in opt_state.items()}
     try:
