@@ -81,6 +81,15 @@ def test_author_initialization_bounds():
         assert np.abs(w[-1]).max() > 0  # the bias row too
 
 
+def test_author_normal_initialization_scale():
+    net = nnet.Network([784, 64, 784], seed=0, init="author_normal", dtype="float64")
+    for k, w in enumerate(net.weights):
+        std = 1 / math.sqrt(net.sizes[k] + 1)
+        assert abs(w.std() / std - 1) < 0.02  # 50 000 draws or more: within 2 %
+        assert abs(w.mean()) < 0.02 * std
+        assert np.abs(w[-1]).max() > 0  # the bias row too
+
+
 def test_cross_entropy_puts_identity_on_the_output():
     net = nnet.Network([5, 4, 3], "relu", loss="cross_entropy", seed=0)
     assert net.activations == ["relu", "identity"]

@@ -323,7 +323,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         help="one name, or one per layer 1..L separated by commas",
     )
     p.add_argument("--loss", choices=list(LOSSES))
-    p.add_argument("--init", type=names_arg(list(INITS), "initialization"))
+    p.add_argument(
+        "--init",
+        type=names_arg(list(INITS), "initialization"),
+        help=f"weight initialization, one name or one per layer: {', '.join(INITS)}",
+    )
     p.add_argument("--engine", choices=list(ENGINES), help="gradient engine (default backprop)")
     p.add_argument("--optimizer", choices=list(OPTIMIZERS))
     p.add_argument("--epochs", type=positive_int)

@@ -1,7 +1,9 @@
 """Weight initializations, one function per scheme, each filling one w^k.
 
 w^k has shape (#k + 1, #(k+1)); its last row is the bias row. ``author`` is the notes'
-author's scheme (every entry, bias row included, uniform in ±sqrt(3/(#k+1))/2). The others
+author's scheme (every entry, bias row included, uniform in ±sqrt(3/(#k+1))/2);
+``author_normal`` is the alternative his article also trained ("Nnet*": every entry
+N(0, 1)/sqrt(#k+1)), which he found to do better on these networks. The others
 are the standard ones (Glorot & Bengio 2010, He et al. 2015) with a zero bias row. When no
 scheme is given, each layer gets the customary one for its activation.
 """
@@ -21,6 +23,11 @@ def author(fan_in: int, fan_out: int, rng: np.random.Generator) -> Array:
     """Uniform in ±sqrt(3/(#k+1))/2 for all (#k+1) x #(k+1) entries, bias row included."""
     bound = np.sqrt(3.0 / (fan_in + 1)) / 2
     return rng.uniform(-bound, bound, size=(fan_in + 1, fan_out))
+
+
+def author_normal(fan_in: int, fan_out: int, rng: np.random.Generator) -> Array:
+    """N(0, 1)/sqrt(#k+1) for all (#k+1) x #(k+1) entries, bias row included."""
+    return rng.standard_normal((fan_in + 1, fan_out)) / np.sqrt(fan_in + 1)
 
 
 def _with_zero_bias(w: Array) -> Array:
@@ -52,6 +59,7 @@ def he_uniform(fan_in: int, fan_out: int, rng: np.random.Generator) -> Array:
 
 INITS: dict[str, Callable[[int, int, np.random.Generator], Array]] = {
     "author": author,
+    "author_normal": author_normal,
     "glorot_uniform": glorot_uniform,
     "glorot_normal": glorot_normal,
     "he_normal": he_normal,
