@@ -53,7 +53,7 @@ from nnet.errors import NnetError
 from nnet.init import INITS
 from nnet.network import Network
 from nnet.optim import Optimizer
-from nnet.train import DivergenceError, LearningRate, Split, StopFlag, Trainer
+from nnet.train import LearningRate, Split, StopFlag, Trainer
 
 Array = np.ndarray
 
@@ -264,16 +264,7 @@ class _PopulationTrainer(Trainer):
             tb = xb[:, :-1] if train.t is train.x else train.t[idx]
             self._lr_now = self.lr_at(self.epoch + b / n_batches)
             mean_loss, O = self._generation(xb, tb)
-            batch_loss = mean_loss * len(idx)
-            if not np.isfinite(batch_loss):
-                raise DivergenceError(
-                    f"training diverged at epoch {self.epoch + 1}, batch {b + 1}: the loss "
-                    f"became {batch_loss}; {self._divergence_hint}."
-                )
-            if train.y is not None:
-                p["correct"] += int(np.count_nonzero(np.argmax(O, axis=1) == train.y[idx]))
-            p["loss_sum"] += batch_loss
-            p["seen"] += len(idx)
+            self._tally(train, idx, b, O, mean_loss * len(idx))
             p["batch"] = b + 1
             if on_batch is not None:
                 on_batch(len(idx), mean_loss)

@@ -255,15 +255,7 @@ class Trainer:
             p["engine_seconds"] += time.perf_counter() - t0
             O = net.a[L][:, :-1]
             batch_loss = float(np.sum(net.loss.value(O, tb), dtype=np.float64))
-            if not np.isfinite(batch_loss):
-                raise DivergenceError(
-                    f"training diverged at epoch {self.epoch + 1}, batch {b + 1}: the loss "
-                    f"became {batch_loss}; {self._divergence_hint}."
-                )
-            if train.y is not None:
-                p["correct"] += int(np.count_nonzero(np.argmax(O, axis=1) == train.y[idx]))
-            p["loss_sum"] += batch_loss
-            p["seen"] += len(idx)
+            self._tally(train, idx, b, O, batch_loss)  # before the step: no NaN reaches w
             self.optimizer.step(net.weights, grads, self.lr_at(self.epoch + b / n_batches))
             p["batch"] = b + 1
             if on_batch is not None:
@@ -272,6 +264,21 @@ class Trainer:
                 break
         p["seconds"] += time.perf_counter() - start
         return self._end_pass(train, n_batches)
+
+    def _tally(self, train: Split, idx: Array, b: int, O: Array, batch_loss: float) -> None:
+        """Add batch b (samples ``idx``, outputs O, summed loss) to the pass's running sums;
+        stop training loudly when its loss is not finite."""
+        p = self.progress
+        assert p is not None
+        if not np.isfinite(batch_loss):
+            raise DivergenceError(
+                f"training diverged at epoch {self.epoch + 1}, batch {b + 1}: the loss "
+                f"became {batch_loss}; {self._divergence_hint}."
+            )
+        if train.y is not None:
+            p["correct"] += int(np.count_nonzero(np.argmax(O, axis=1) == train.y[idx]))
+        p["loss_sum"] += batch_loss
+        p["seen"] += len(idx)
 
     def _end_pass(self, train: Split, n_batches: int) -> dict[str, Any] | None:
         """After a pass's batches: check the weights are finite, and return the pass's
