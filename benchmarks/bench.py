@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from nnet.cli import main
+from nnet.apps.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["bench", *sys.argv[1:]]))

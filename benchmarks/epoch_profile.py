@@ -20,10 +20,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from nnet.bench import CONFIGS, training_data
-from nnet.network import Network
-from nnet.optim import Adam
-from nnet.train import Split, Trainer
+from nnet.apps.bench import CONFIGS, training_data
+from nnet.core.network import Network
+from nnet.training.loop import Split, Trainer
+from nnet.training.optim import Adam
 
 
 def per_call(f: Callable[[], object], n: int = 200) -> float:

@@ -121,10 +121,10 @@ def why(es_model: Path, data: str | None) -> None:
     import numpy as np
 
     import nnet
-    from nnet.datasets import load, one_hot, to_inputs
-    from nnet.evolution import es_gradient, flatten
+    from nnet.data.datasets import load, one_hot, to_inputs
     from nnet.experiment import build
-    from nnet.presets import TRAINER_DEFAULTS, settings_for
+    from nnet.training.evolution import es_gradient, flatten
+    from nnet.training.presets import TRAINER_DEFAULTS, settings_for
 
     defaults = TRAINER_DEFAULTS["evolution"]
     pairs, sigma = defaults["population"] // 2, defaults["sigma"]

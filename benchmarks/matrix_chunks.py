@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 import nnet
-from nnet.engines import matrix
+from nnet.core.engines import matrix
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from nnet.datasets import FILES, locate  # noqa: E402
+from nnet.data.datasets import FILES, locate  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 import nnet
-from nnet.cli import main
-from nnet.idx import write_idx
+from nnet.apps.cli import main
+from nnet.data.idx import write_idx
 
 
 def fake_mnist(folder: Path, n_train: int = 30, n_test: int = 20) -> None:

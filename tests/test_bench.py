@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from nnet.bench import Row, flops_per_sample, gemm_gflops, summary
-from nnet.cli import main
+from nnet.apps.bench import Row, flops_per_sample, gemm_gflops, summary
+from nnet.apps.cli import main
 
 
 def test_flop_counts_by_hand():

@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 
 import nnet
-from nnet.datasets import load, one_hot, to_inputs
-from nnet.optim import Adam
-from nnet.serve import make_server
-from nnet.train import Split, Trainer, evaluate
+from nnet.apps.serve import make_server
+from nnet.data.datasets import load, one_hot, to_inputs
+from nnet.training.loop import Split, Trainer, evaluate
+from nnet.training.optim import Adam
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import nnet
-from nnet.model_file import read_npz
+from nnet.files.model_file import read_npz
 
 # A run small enough for the tests: about two seconds per epoch on two cores, so that a
 # signal sent a second after epoch 1 ends lands inside epoch 2.
@@ -161,8 +161,8 @@ def test_killing_a_save_half_way_leaves_the_old_file_intact(tmp_path):
     ],
 )
 def test_damaged_checkpoints_get_one_clear_error(mnist_dir, tmp_path, damage, message):
-    from nnet.checkpoint import resume
-    from nnet.model_file import ModelFileError
+    from nnet.files.checkpoint import resume
+    from nnet.files.model_file import ModelFileError
 
     ck = tmp_path / "c.npz"
     subprocess.run(

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from nnet.cli import main
+from nnet.apps.cli import main
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

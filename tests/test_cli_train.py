@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import nnet
-from nnet.datasets import load
+from nnet.data.datasets import load
 
 
 def run(*args: str, data: Path | None = None, cwd: Path | None = None):

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnet import datasets
-from nnet.datasets import (
+from nnet.data import datasets
+from nnet.data.datasets import (
     DATASETS,
     FILES,
     DatasetSpec,
@@ -32,8 +32,8 @@ from nnet.datasets import (
     split_validation,
     to_inputs,
 )
+from nnet.data.idx import IdxError, write_idx
 from nnet.errors import NnetError
-from nnet.idx import IdxError, write_idx
 
 N_TRAIN, N_TEST = 6, 4
 

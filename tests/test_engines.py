@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nnet
-from nnet.activations import ACTIVATIONS
-from nnet.gradcheck import numerical_gradients, relative_error
+from nnet.core.activations import ACTIVATIONS
+from nnet.core.gradcheck import numerical_gradients, relative_error
 
 FD_TOL = 1e-6
 AGREE_TOL = 1e-10
@@ -80,7 +80,7 @@ def test_engines_agree(seed, hidden, batch, scale, loss):
 
 def test_matrix_engine_is_chunked_and_exact():
     """A tiny memory budget forces one sample per chunk; the result must not change."""
-    from nnet.engines import matrix
+    from nnet.core.engines import matrix
 
     rng = np.random.default_rng(3)
     net = random_net(rng, 2, "tanh")
@@ -92,7 +92,7 @@ def test_matrix_engine_is_chunked_and_exact():
 
 
 def test_matrix_engine_runs_batch_1000_on_the_notes_network_within_budget():
-    from nnet.engines import matrix
+    from nnet.core.engines import matrix
 
     net = nnet.Network([784, 16, 16, 10], seed=0, dtype="float64")
     budget = matrix.DEFAULT_MEMORY_BUDGET

@@ -1,4 +1,4 @@
-"""Training without gradients (nnet.evolution): the batched population pass, the genetic
+"""Training without gradients (nnet.training.evolution): the batched population pass, the genetic
 algorithm and evolution strategies on a small synthetic problem, and `nnet train --trainer`."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import nnet
-from nnet.cli import main
-from nnet.evolution import (
+from nnet.apps.cli import main
+from nnet.training.evolution import (
     EvolutionTrainer,
     GeneticTrainer,
     bernoulli_positions,
@@ -26,9 +26,9 @@ from nnet.evolution import (
     population_forward,
     unflatten,
 )
-from nnet.optim import SGD, Adam
-from nnet.presets import settings_for
-from nnet.train import Split, StopFlag, Trainer, evaluate
+from nnet.training.loop import Split, StopFlag, Trainer, evaluate
+from nnet.training.optim import SGD, Adam
+from nnet.training.presets import settings_for
 
 ROWS_KEYS = {
     "epoch", "lr", "train_loss", "train_accuracy", "samples", "train_seconds",
@@ -341,7 +341,7 @@ def test_gradient_free_trainers_drop_what_they_cannot_use():
 
 
 def test_plot_against_seconds(tmp_path, monkeypatch, capsys):
-    from nnet.plots import plot_curves
+    from nnet.apps.plots import plot_curves
 
     rows = [
         {"epoch": e, "train_loss": 1 / e, "test_accuracy": 0.5 + e / 20, "seconds": 2.5}
@@ -362,7 +362,7 @@ def test_plot_against_seconds(tmp_path, monkeypatch, capsys):
 
 
 def test_curves_figure_x_axis_is_cumulative_seconds():
-    from nnet.plots import curves_figure
+    from nnet.apps.plots import curves_figure
 
     rows = [{"epoch": e, "test_accuracy": 0.1 * e, "seconds": 1.5} for e in range(1, 4)]
     fig = curves_figure({"r": rows}, x="seconds")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from helpers import random_batch, random_net
 
-from nnet.engines import frontprop, matrix
+from nnet.core.engines import frontprop, matrix
 
 
 def all_A_and_M(net, x):

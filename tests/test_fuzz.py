@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import nnet
+from nnet.data.idx import read_idx, write_idx
 from nnet.errors import NnetError
-from nnet.idx import read_idx, write_idx
 
 MAX_BYTES = 64 * 2**20  # no mutated file may make a reader allocate more than this
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nnet.data.idx import IdxError, read_idx, write_idx
 from nnet.errors import NnetError
-from nnet.idx import IdxError, read_idx, write_idx
 
 DTYPES = ["uint8", "int8", "int16", "int32", "float32", "float64"]
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import nnet
-from nnet.fileio import atomic_write
-from nnet.model_file import ModelFileError
+from nnet.files.fileio import atomic_write
+from nnet.files.model_file import ModelFileError
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import nnet
-from nnet.activations import ACTIVATIONS
+from nnet.core.activations import ACTIVATIONS
 
 
 def forward_by_hand(net: nnet.Network, x: list[float]) -> list[float]:

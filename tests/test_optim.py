@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nnet.errors import NnetError
-from nnet.optim import SGD, Adam, make_optimizer
+from nnet.training.optim import SGD, Adam, make_optimizer
 
 
 def weights_and_grads(seed=0):
@@ -92,7 +92,7 @@ def test_bad_settings(kwargs, message):
 
 
 def test_schedules():
-    from nnet.optim import make_schedule
+    from nnet.training.optim import make_schedule
 
     const = make_schedule("constant", 0.1, epochs=10)
     assert const(0) == const(9.9) == 0.1
@@ -117,14 +117,14 @@ def test_schedules():
     ],
 )
 def test_bad_schedules(kwargs, message):
-    from nnet.optim import make_schedule
+    from nnet.training.optim import make_schedule
 
     with pytest.raises(NnetError, match=message):
         make_schedule(lr=0.1, epochs=10, **kwargs)
 
 
 def test_adam_flushes_subnormal_moments_and_keeps_normal_ones():
-    from nnet.optim import FLUSH_EVERY
+    from nnet.training.optim import FLUSH_EVERY
 
     w = [np.zeros((3, 2), dtype=np.float32)]
     g = [np.zeros((3, 2), dtype=np.float32)]

@@ -18,9 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nnet.errors import NnetError
-from nnet.network import Network
-from nnet.plots import (
+from nnet.apps.plots import (
     INSPECT_SIZES,
     MAX_WEIGHT_IMAGES,
     _weights_figure,
@@ -33,6 +31,8 @@ from nnet.plots import (
     read_metrics,
     read_runs,
 )
+from nnet.core.network import Network
+from nnet.errors import NnetError
 
 
 def assert_png(path: Path, size: tuple[int, int]) -> None:
@@ -207,7 +207,7 @@ def test_plotting_needs_no_display(tmp_path: Path) -> None:
     code = textwrap.dedent(
         f"""
         import sys
-        from nnet.plots import plot_curves, read_metrics
+        from nnet.apps.plots import plot_curves, read_metrics
         plot_curves({{"m": read_metrics({str(metrics)!r})}}, {str(out)!r})
         assert "matplotlib.pyplot" not in sys.modules, "pyplot was imported"
         """

@@ -1,6 +1,6 @@
-"""nnet.preprocess: arbitrary pictures -> MNIST-style 28x28 inputs, the way MNIST was made.
+"""nnet.data.preprocess: arbitrary pictures -> MNIST-style 28x28 inputs, the way MNIST was made.
 
-Center-of-mass convention (the one nnet.preprocess documents): pixel [r, c] sits at (r, c),
+Center-of-mass convention (the one nnet.data.preprocess documents): pixel [r, c] sits at (r, c),
 no half-pixel offset. Measured this way on the 10,000 MNIST test digits, the mean center of
 mass is (13.99, 14.01) (row, column) with standard deviation 0.29 in each coordinate, i.e.
 MNIST's digits were shifted by whole pixels towards (14, 14) (a uniform rounding error on
@@ -20,9 +20,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from nnet.data.idx import read_idx
+from nnet.data.preprocess import MIN_CONTRAST, load_image, to_mnist
 from nnet.errors import NnetError
-from nnet.idx import read_idx
-from nnet.preprocess import MIN_CONTRAST, load_image, to_mnist
 
 N_DIGITS = 1000  # MNIST test digits read for the statistics (the first 20 for round trips)
 

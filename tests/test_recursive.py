@@ -7,8 +7,8 @@ import pytest
 from helpers import random_batch, random_net
 
 import nnet
-from nnet.engines.recursive import UsageError, make_dadw
-from nnet.gradcheck import relative_error
+from nnet.core.engines.recursive import UsageError, make_dadw
+from nnet.core.gradcheck import relative_error
 
 
 def dadw_for(net: nnet.Network, x: np.ndarray, *, strict: bool = True):

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 import nnet
+from nnet.apps.serve import MAX_BODY, WEB_DIR, make_server, serve
+from nnet.data.preprocess import to_mnist
 from nnet.errors import NnetError
-from nnet.preprocess import to_mnist
-from nnet.serve import MAX_BODY, WEB_DIR, make_server, serve
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -683,7 +683,9 @@ def test_serve_prints_the_url_and_stops_on_ctrl_c(tmp_path: Path, model_path: Pa
     empty = tmp_path / "nodata"
     empty.mkdir()
     env = {**os.environ, "NNET_DATA": str(empty), "XDG_CACHE_HOME": str(empty)}
-    code = f"from nnet.serve import serve; raise SystemExit(serve({str(model_path)!r}, port=0))"
+    code = (
+        f"from nnet.apps.serve import serve; raise SystemExit(serve({str(model_path)!r}, port=0))"
+    )
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import nnet
-from nnet.engines import matrix
-from nnet.engines.recursive import UsageError, make_dadw
+from nnet.core.engines import matrix
+from nnet.core.engines.recursive import UsageError, make_dadw
 
 SIZES = [3, 5, 4, 2, 3]  # #(l-1) > #l somewhere and < #l elsewhere
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import nnet
-from nnet.optim import SGD, Adam
-from nnet.train import DivergenceError, Split, StopFlag, Trainer, evaluate
+from nnet.training.loop import DivergenceError, Split, StopFlag, Trainer, evaluate
+from nnet.training.optim import SGD, Adam
 
 
 def blobs(n=240, seed=0, dtype="float64"):
@@ -74,17 +74,17 @@ def test_last_partial_batch_is_used():
 
 
 def test_each_epoch_shuffles_with_the_seeded_generator(monkeypatch):
-    import nnet.train
+    import nnet.training.loop
 
     data = blobs(n=12)
     seen: list[np.ndarray] = []
-    backprop = nnet.train._ENGINES["backprop"]
+    backprop = nnet.training.loop._ENGINES["backprop"]
 
     def recording(net, x, t, masks=None, out=None):
         seen.append(x[:, 0].copy())
         return backprop(net, x, t, masks=masks, out=out)
 
-    monkeypatch.setitem(nnet.train._ENGINES, "backprop", recording)
+    monkeypatch.setitem(nnet.training.loop._ENGINES, "backprop", recording)
     trainer = make(seed=3, batch_size=12, epochs=2)
     expected_rng = np.random.default_rng(np.random.SeedSequence(3).spawn(2)[1])
     trainer.fit(data)
@@ -182,7 +182,7 @@ def test_autoencoder_targets_survive_input_dropout(monkeypatch):
     net = nnet.Network([6, 3, 6], "sigmoid", seed=0, dtype="float64")
     trainer = Trainer(net, SGD(), lr=0.5, batch_size=40, epochs=1, rng=rng, dropout=[0.5, 0.0])
     seen = []
-    import nnet.train as train_module
+    import nnet.training.loop as train_module
 
     backprop = train_module._ENGINES["backprop"]
 

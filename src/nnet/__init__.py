@@ -1,9 +1,9 @@
 """nnet: the feedforward network of the derivation notes, from first principles in NumPy."""
 
-from nnet.engines import ENGINES, gradients
-from nnet.model_file import load
-from nnet.network import Network
+from nnet.core.engines import ENGINES, gradients
+from nnet.core.network import Network
+from nnet.files.model_file import load
+from nnet.version import __version__
 
-__version__ = "0.1.0"
 
 __all__ = ["ENGINES", "Network", "gradients", "load", "__version__"]

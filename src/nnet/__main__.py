@@ -1,5 +1,5 @@
 import sys
 
-from nnet.cli import main
+from nnet.apps.cli import main
 
 sys.exit(main())

@@ -1,7 +1,7 @@
 """An experiment: one settings dictionary turned into data, network, optimizer and trainer.
 
 The settings are plain JSON values (a preset with the user's flags laid over it; see
-:mod:`nnet.presets` for the keys), so a model file or a checkpoint can record them and
+:mod:`nnet.training.presets` for the keys), so a model file or a checkpoint can record them and
 :func:`build` can rebuild exactly the same run from them. Every random choice comes from
 ``settings["seed"]`` through three independent streams: the initial weights, the
 validation split, and the training order (shuffling and dropout masks; for the
@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from nnet.datasets import DATASETS, load, one_hot, split_validation, to_inputs
+from nnet.core.network import Network
+from nnet.data.datasets import DATASETS, load, one_hot, split_validation, to_inputs
 from nnet.errors import NnetError
-from nnet.evolution import TRAINERS, EvolutionTrainer, GeneticTrainer
-from nnet.network import Network
-from nnet.optim import Optimizer, make_optimizer, make_schedule
-from nnet.presets import TRAINER_DEFAULTS
-from nnet.train import LearningRate, Split, Trainer
+from nnet.training.evolution import TRAINERS, EvolutionTrainer, GeneticTrainer
+from nnet.training.loop import LearningRate, Split, Trainer
+from nnet.training.optim import Optimizer, make_optimizer, make_schedule
+from nnet.training.presets import TRAINER_DEFAULTS
 
 INPUT = {"shape": [28, 28], "scaling": "pixel / 255", "polarity": "white on black"}
 
@@ -115,7 +115,7 @@ def make_trainer(
     """The trainer ``settings["trainer"]`` names: gradient (default), genetic or evolution.
 
     A gradient-free trainer's settings left None get that trainer's defaults
-    (:data:`nnet.presets.TRAINER_DEFAULTS`); dropout needs gradient training.
+    (:data:`nnet.training.presets.TRAINER_DEFAULTS`); dropout needs gradient training.
     """
     kind = settings.get("trainer") or "gradient"
     if kind not in TRAINERS:

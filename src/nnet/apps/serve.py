@@ -10,7 +10,7 @@ three static files in ``nnet/web/`` (no framework, no CDN: it works offline). Ro
 - ``POST /api/predict`` — ``{"pixels": ..., "preprocess": false|true}``: 28x28 (or a flat
   784) numbers in [0, 1], white on black, used as they are; or, with ``"preprocess": true``,
   a 2-D grayscale picture from 8x8 to 512x512 that goes through
-  :func:`nnet.preprocess.to_mnist`, exactly as ``nnet predict`` converts an image file.
+  :func:`nnet.data.preprocess.to_mnist`, exactly as ``nnet predict`` converts an image file.
   Returns the digit, its class name, the 10 probabilities, every hidden layer's activations
   and the 28x28 input the network saw;
 - ``GET /api/random`` — a random test digit ``{"pixels", "label", "index"}`` (404 when the
@@ -46,8 +46,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from nnet.core.network import Network
 from nnet.errors import NnetError
-from nnet.network import Network
 
 Array = np.ndarray
 
@@ -122,7 +122,7 @@ def class_names(net: Network) -> list[str]:
     classes = net.meta.get("classes")
     if isinstance(classes, list) and len(classes) == N_CLASSES:
         return [str(c) for c in classes]
-    from nnet.datasets import DATASETS
+    from nnet.data.datasets import DATASETS
 
     spec = DATASETS.get(net.meta.get("dataset", "mnist"))
     return list(spec.classes) if spec is not None else [str(d) for d in range(N_CLASSES)]
@@ -148,7 +148,7 @@ def _plain(value: Any) -> Any:
 
 def model_info(net: Network, *, random_available: bool) -> dict[str, Any]:
     """What ``GET /api/model`` answers: the architecture and a summary of the training."""
-    from nnet import __version__
+    from nnet.version import __version__
 
     meta = net.meta
     info: dict[str, Any] = {
@@ -293,7 +293,7 @@ def parse_predict_body(body: bytes) -> tuple[Array, bool]:
     """The 28x28 float64 input and the preprocess flag of a ``/api/predict`` request body.
 
     The input is either the pixels as sent (white on black, [0, 1]) or, with
-    ``"preprocess": true``, :func:`nnet.preprocess.to_mnist` of the picture sent. Raises
+    ``"preprocess": true``, :func:`nnet.data.preprocess.to_mnist` of the picture sent. Raises
     :class:`RequestError` (400) naming the problem.
     """
     try:
@@ -317,7 +317,7 @@ def parse_predict_body(body: bytes) -> tuple[Array, bool]:
     grid = _grid(request["pixels"], preprocess)
     if not preprocess:
         return grid, False
-    from nnet.preprocess import to_mnist
+    from nnet.data.preprocess import to_mnist
 
     try:
         return to_mnist(grid), True
@@ -791,9 +791,9 @@ def load_test_digits(net: Network, data: str | Path | None = None) -> tuple[Arra
     """The test images and labels of the model's dataset, or None (one line on stderr why).
 
     Never downloads: ``data`` (``--data DIR``), ``$NNET_DATA`` and the user cache are
-    searched as by :func:`nnet.datasets.load`.
+    searched as by :func:`nnet.data.datasets.load`.
     """
-    from nnet.datasets import load
+    from nnet.data.datasets import load
 
     name = net.meta.get("dataset", "mnist")
     try:
@@ -824,7 +824,7 @@ def serve(
     Raises NnetError (before listening) for a model that is not a 784 -> 10 classifier,
     a port in use or an unknown host.
     """
-    from nnet.model_file import load as load_model
+    from nnet.files.model_file import load as load_model
 
     net = load_model(model_path)
     check_servable(net, str(model_path))

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from nnet.engines import ENGINES, gradients
-from nnet.network import Masks, Network
+from nnet.core.engines import ENGINES, gradients
+from nnet.core.network import Masks, Network
 
 Array = np.ndarray
 

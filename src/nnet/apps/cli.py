@@ -18,18 +18,18 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from nnet import __version__
-from nnet.activations import ACTIVATIONS
-from nnet.datasets import DATASETS
-from nnet.engines import ENGINES
+from nnet.core.activations import ACTIVATIONS
+from nnet.core.engines import ENGINES
+from nnet.core.init import INITS
+from nnet.core.loss import LOSSES
+from nnet.core.network import DTYPES, Network, check_sizes
+from nnet.data.datasets import DATASETS
 from nnet.errors import NnetError
 from nnet.experiment import one_or_list, to_split
-from nnet.init import INITS
-from nnet.loss import LOSSES
-from nnet.network import DTYPES, Network, check_sizes
-from nnet.optim import OPTIMIZERS, SCHEDULES
-from nnet.presets import PRESETS, TRAINER_DEFAULTS, TRAINER_SETTINGS, settings_for
-from nnet.train import DivergenceError
+from nnet.training.loop import DivergenceError
+from nnet.training.optim import OPTIMIZERS, SCHEDULES
+from nnet.training.presets import PRESETS, TRAINER_DEFAULTS, TRAINER_SETTINGS, settings_for
+from nnet.version import __version__
 
 # ----------------------------------------------------------------------------- arg types
 
@@ -111,8 +111,8 @@ def add_gradcheck(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:
-    from nnet.engines import gradients
-    from nnet.gradcheck import check_engines
+    from nnet.core.engines import gradients
+    from nnet.core.gradcheck import check_engines
 
     rng = np.random.default_rng(args.seed)
     net = Network(
@@ -488,7 +488,7 @@ def check_trainer_flags(args: argparse.Namespace, trainer: str) -> None:
 
 def train_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The preset's settings, then the trainer's defaults (``--trainer genetic`` or
-    ``evolution``, see :mod:`nnet.presets`), then every explicitly given flag."""
+    ``evolution``, see :mod:`nnet.training.presets`), then every explicitly given flag."""
     preset = args.preset or "seed"
     trainer = args.trainer or PRESETS[preset]["trainer"]
     check_trainer_flags(args, trainer)
@@ -515,10 +515,10 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from nnet.checkpoint import resume, save_checkpoint
     from nnet.experiment import build, model_meta
-    from nnet.fileio import atomic_write
-    from nnet.train import StopFlag, evaluate
+    from nnet.files.checkpoint import resume, save_checkpoint
+    from nnet.files.fileio import atomic_write
+    from nnet.training.loop import StopFlag, evaluate
 
     progress = not args.quiet
     if args.resume is not None:
@@ -593,7 +593,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model.weights = [w.copy() for w in trainer.model_weights()]
     model.save(args.out, model_meta(exp, seconds))
     if args.plot is not None and trainer.history:
-        from nnet.plots import plot_curves
+        from nnet.apps.plots import plot_curves
 
         args.plot.mkdir(exist_ok=True)
         plot_curves({Path(args.out).stem: trainer.history}, args.plot / "curves.png")
@@ -658,9 +658,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from nnet.datasets import load
-    from nnet.model_file import load as load_model
-    from nnet.train import evaluate
+    from nnet.data.datasets import load
+    from nnet.files.model_file import load as load_model
+    from nnet.training.loop import evaluate
 
     net = load_model(args.model)
     task = net.meta.get("task", "classifier")
@@ -721,8 +721,8 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from nnet.model_file import load as load_model
-    from nnet.preprocess import load_image
+    from nnet.data.preprocess import load_image
+    from nnet.files.model_file import load as load_model
 
     net = load_model(args.model)
     task = net.meta.get("task", "classifier")
@@ -779,7 +779,7 @@ def add_plot(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from nnet.plots import plot_curves, read_runs
+    from nnet.apps.plots import plot_curves, read_runs
 
     plot_curves(read_runs(args.metrics), args.out, x=args.x)
     print(f"wrote {args.out}")
@@ -803,9 +803,9 @@ def add_inspect(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from nnet.datasets import load
-    from nnet.model_file import load as load_model
-    from nnet.plots import inspect_model
+    from nnet.apps.plots import inspect_model
+    from nnet.data.datasets import load
+    from nnet.files.model_file import load as load_model
 
     net = load_model(args.model)
     task = net.meta.get("task", "classifier")
@@ -877,7 +877,7 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from nnet.serve import serve
+    from nnet.apps.serve import serve
 
     return serve(args.model, host=args.host, port=args.port, data=args.data, log=args.log)
 
@@ -886,7 +886,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def add_bench(sub: argparse._SubParsersAction) -> None:
-    from nnet.bench import CONFIGS
+    from nnet.apps.bench import CONFIGS
 
     p = sub.add_parser(
         "bench",
@@ -914,7 +914,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 def cmd_bench(args: argparse.Namespace) -> int:
     import platform
 
-    from nnet.bench import HEADER, format_row, rows_json, run_bench, summary, threads
+    from nnet.apps.bench import HEADER, format_row, rows_json, run_bench, summary, threads
 
     if not args.json:
         try:

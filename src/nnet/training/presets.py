@@ -6,7 +6,7 @@ overrides the preset's value. Keys match the ``nnet train`` flags.
 Trainers without gradients
 --------------------------
 ``"trainer"`` is ``"gradient"`` (backprop and the other engines) in every preset. The
-gradient-free trainers (``genetic``, ``evolution``; see :mod:`nnet.evolution`) need
+gradient-free trainers (``genetic``, ``evolution``; see :mod:`nnet.training.evolution`) need
 settings of their own, and some of the preset's make no sense for them (the notes' SGD
 with learning rate 10 would blow up on the rank-normalized estimates of evolution
 strategies). So the rule is: ``--trainer X`` lays :data:`TRAINER_DEFAULTS` ``[X]`` over

@@ -13,7 +13,7 @@ Two jobs:
 Everything is drawn on a :class:`matplotlib.figure.Figure` with the Agg canvas, never
 through ``pyplot``: no backend is selected, no window opened, no global figure state
 touched, so it works on a headless machine with ``DISPLAY`` and ``MPLBACKEND`` unset.
-Each PNG is rendered into memory and written with :func:`nnet.fileio.atomic_write`, so a
+Each PNG is rendered into memory and written with :func:`nnet.files.fileio.atomic_write`, so a
 file appears whole or not at all.
 
 Pixel sizes: a figure of ``size`` inches at ``dpi`` is exactly
@@ -38,11 +38,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from nnet.datasets import to_inputs
+from nnet.core.network import Network
+from nnet.data.datasets import to_inputs
 from nnet.errors import NnetError
-from nnet.fileio import atomic_write
-from nnet.model_file import read_npz
-from nnet.network import Network
+from nnet.files.fileio import atomic_write
+from nnet.files.model_file import read_npz
 
 Array = np.ndarray
 PathLike = str | os.PathLike[str]

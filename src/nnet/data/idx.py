@@ -33,7 +33,7 @@ from typing import BinaryIO
 import numpy as np
 
 from nnet.errors import NnetError
-from nnet.fileio import atomic_write
+from nnet.files.fileio import atomic_write
 
 # Type code -> big-endian NumPy dtype of the data.
 IDX_TYPES: dict[int, str] = {

@@ -37,9 +37,9 @@ from types import MappingProxyType
 import numpy as np
 from tqdm import tqdm
 
+from nnet.data.idx import IdxError, read_idx
 from nnet.errors import NnetError
-from nnet.fileio import new_file_mode
-from nnet.idx import IdxError, read_idx
+from nnet.files.fileio import new_file_mode
 
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
@@ -413,7 +413,7 @@ def load(
     folder holds all four files and ``download`` is true, the missing files are downloaded
     into the first data directory; otherwise :class:`DownloadError` says which files are
     missing where. The files are then checked for structure (uint8 images (N, 28, 28),
-    uint8 labels 0..9, N alike), each problem an :class:`~nnet.idx.IdxError` naming the file.
+    uint8 labels 0..9, N alike), each problem an :class:`~nnet.data.idx.IdxError` naming the file.
     """
     spec = get_spec(name)
     folder = locate(name, data)

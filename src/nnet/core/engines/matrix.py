@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnet.network import Grads, Masks, Network
+from nnet.core.network import Grads, Masks, Network
 
 Array = np.ndarray
 

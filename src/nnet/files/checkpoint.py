@@ -24,19 +24,19 @@ from typing import Any
 
 import numpy as np
 
-from nnet.datasets import DownloadError
+from nnet.data.datasets import DownloadError
+from nnet.data.idx import IdxError
 from nnet.errors import NnetError
 from nnet.experiment import Experiment, build
-from nnet.fileio import atomic_write
-from nnet.idx import IdxError
-from nnet.model_file import FORMAT_VERSION, ModelFileError, read_npz
+from nnet.files.fileio import atomic_write
+from nnet.files.model_file import FORMAT_VERSION, ModelFileError, read_npz
 
 FORMAT = "nnet-checkpoint"
 
 
 def save_checkpoint(exp: Experiment, path: str | os.PathLike[str]) -> None:
     """Write the state of ``exp`` to ``path`` (atomically: the old file stays until done)."""
-    from nnet import __version__
+    from nnet.version import __version__
 
     net, trainer, opt = exp.net, exp.trainer, exp.optimizer
     arrays: dict[str, np.ndarray] = {f"w{k}": w for k, w in enumerate(net.weights)}

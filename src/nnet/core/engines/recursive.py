@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from nnet.network import Grads, Masks, Network
+from nnet.core.network import Grads, Masks, Network
 
 Array = np.ndarray
 

@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from nnet.network import Network
-from nnet.optim import SGD, Adam
-from nnet.train import Split, Trainer
+from nnet.core.network import Network
+from nnet.training.loop import Split, Trainer
+from nnet.training.optim import SGD, Adam
 
 Array = np.ndarray
 
@@ -151,7 +151,7 @@ def threads() -> int:
 
 def training_data(dtype: str, data: str | None) -> tuple[np.ndarray, np.ndarray, str]:
     """60 000 MNIST training inputs and labels if on disk, else random ones of that shape."""
-    from nnet.datasets import load, locate, to_inputs
+    from nnet.data.datasets import load, locate, to_inputs
 
     if locate("mnist", data) is not None:
         d = load("mnist", data, download=False, progress=False)

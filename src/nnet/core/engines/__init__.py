@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from nnet.engines import backprop, frontprop, matrix, recursive
+from nnet.core.engines import backprop, frontprop, matrix, recursive
+from nnet.core.network import Masks, Network
 from nnet.errors import NnetError
-from nnet.network import Masks, Network
 
 Array = np.ndarray
 

@@ -25,9 +25,9 @@ from typing import IO, Any
 
 import numpy as np
 
+from nnet.core.network import Network
 from nnet.errors import NnetError
-from nnet.fileio import atomic_write
-from nnet.network import Network
+from nnet.files.fileio import atomic_write
 
 FORMAT = "nnet-model"
 FORMAT_VERSION = 1
@@ -41,7 +41,7 @@ class ModelFileError(NnetError):
 
 def save(net: Network, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> None:
     """Write ``net`` (and ``meta``, merged over ``net.meta``) to ``path`` atomically."""
-    from nnet import __version__
+    from nnet.version import __version__
 
     info = {**getattr(net, "meta", {}), **(meta or {})}
     info.update(

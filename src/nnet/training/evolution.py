@@ -12,7 +12,7 @@ the weights.
   Gaussian perturbations of the weights, rank-normalized fitness, and the resulting estimate
   of the gradient of the loss handed to the same optimizers as backprop (SGD, Adam).
 
-Both are :class:`nnet.train.Trainer` subclasses: one *generation* per mini-batch of the
+Both are :class:`nnet.training.loop.Trainer` subclasses: one *generation* per mini-batch of the
 shuffled training set (the last, partial batch included), so an epoch is still one pass
 over the data, and ``fit``, the per-epoch evaluation and history rows, best-weights
 tracking, Ctrl-C (stop after the current generation) and the command line's progress bar,
@@ -49,11 +49,11 @@ from typing import Any
 
 import numpy as np
 
+from nnet.core.init import INITS
+from nnet.core.network import Network
 from nnet.errors import NnetError
-from nnet.init import INITS
-from nnet.network import Network
-from nnet.optim import Optimizer
-from nnet.train import LearningRate, Split, StopFlag, Trainer
+from nnet.training.loop import LearningRate, Split, StopFlag, Trainer
+from nnet.training.optim import Optimizer
 
 Array = np.ndarray
 

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from nnet.activations import Activation, get_activation
+from nnet.core.activations import Activation, get_activation
+from nnet.core.init import DEFAULT_INIT_FOR_ACTIVATION, INITS, check_init
+from nnet.core.loss import get_loss
 from nnet.errors import NnetError
-from nnet.init import DEFAULT_INIT_FOR_ACTIVATION, INITS, check_init
-from nnet.loss import get_loss
 
 Array = np.ndarray
 
@@ -84,7 +84,7 @@ class Network:
         ``"mse"`` (the notes' E) or ``"cross_entropy"`` (softmax on the logits).
     init
         One initialization name for every layer, a list of L names, or None for the
-        customary one of each layer's activation (see :mod:`nnet.init`).
+        customary one of each layer's activation (see :mod:`nnet.core.init`).
     seed
         An int, a ``numpy.random.Generator``, or None (fresh entropy): the only source of
         randomness of the initial weights.
@@ -314,8 +314,8 @@ class Network:
         return float(np.mean(self.errors(x, t), dtype=np.float64))
 
     def save(self, path: str | Path, meta: dict[str, Any] | None = None) -> None:
-        """Write the network to a ``.npz`` model file (see :mod:`nnet.model_file`)."""
-        from nnet.model_file import save
+        """Write the network to a ``.npz`` model file (see :mod:`nnet.files.model_file`)."""
+        from nnet.files.model_file import save
 
         save(self, path, meta)
 

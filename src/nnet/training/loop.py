@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from nnet.engines import _ENGINES, check_engine
+from nnet.core.engines import _ENGINES, check_engine
+from nnet.core.network import Network
 from nnet.errors import NnetError
-from nnet.network import Network
-from nnet.optim import Optimizer
+from nnet.training.optim import Optimizer
 
 Array = np.ndarray
 

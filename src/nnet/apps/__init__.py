@@ -1,0 +1,1 @@
+"""The applications on top: the ``nnet`` command, the web page, pictures and benchmarks."""

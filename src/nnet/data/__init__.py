@@ -1,0 +1,1 @@
+"""Data: IDX files, the datasets nnet downloads, and pictures turned into inputs."""
