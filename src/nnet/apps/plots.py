@@ -13,12 +13,8 @@ Two jobs:
 Everything is drawn on a :class:`matplotlib.figure.Figure` with the Agg canvas, never
 through ``pyplot``: no backend is selected, no window opened, no global figure state
 touched, so it works on a headless machine with ``DISPLAY`` and ``MPLBACKEND`` unset.
-Each PNG is rendered into memory and written with :func:`nnet.files.fileio.atomic_write`, so a
-file appears whole or not at all.
-
-Pixel sizes: a figure of ``size`` inches at ``dpi`` is exactly
-``round(size[0] * dpi)`` x ``round(size[1] * dpi)`` pixels (the PNG is never cropped). The
-fixed sizes of :func:`inspect_model`'s pictures are in :data:`INSPECT_SIZES`.
+Each file is rendered into memory and written with :func:`nnet.files.fileio.atomic_write`,
+so it appears whole or not at all. A PNG has exactly the pixels asked for, never cropped.
 """
 
 from __future__ import annotations
@@ -66,21 +62,30 @@ N_RECONSTRUCTIONS = 12
 LOG_SCALE_RATIO = 100.0
 #: Bins of each hidden-activation histogram.
 HISTOGRAM_BINS = 50
+#: The horizontal axes :func:`plot_curves` can draw against.
+X_AXES = ("epoch", "seconds")
 
-_DPI = 100
-_SPLITS = (("train", "-"), ("val", ":"), ("test", "--"))
-_SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
-# Activations with a known range, and what counts as saturated (g' below ~8% of its peak).
+# Line style and legend name of each split of the metrics.
+_SPLITS = {"train": ("-", "train"), "val": (":", "validation"), "test": ("--", "test")}
+# Histogram ranges of the activations whose range is known (the others are measured).
 _FIXED_RANGE = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
+# The share of activations worth a note, per activation: its activations.json key, which
+# values count, and the note's words. Saturated means g' below about 8% of its peak.
+_NOTED = {
+    "sigmoid": (
+        "saturated_fraction",
+        lambda a: (a < 0.02) | (a > 0.98),
+        "saturated\n(a < 0.02 or a > 0.98)",
+    ),
+    "tanh": ("saturated_fraction", lambda a: np.abs(a) > 0.96, "saturated\n(|a| > 0.96)"),
+    "relu": ("zero_fraction", lambda a: a == 0, "zero"),
+}
 
 
-# ============================================================================ figures
-
-
-def _new_figure(pixels: tuple[int, int], dpi: float = _DPI, **kwargs: Any) -> Figure:
+def _new_figure(pixels: tuple[int, int], dpi: float = 100, **kwargs: Any) -> Figure:
     """A Figure with an Agg canvas that renders to exactly ``pixels`` (width, height).
 
-    Agg truncates width * dpi to an int, so 2.3 in at 100 dpi would give 229 pixels; a
+    Agg truncates width * dpi to an int, and 2.3 * 100 is 229.999... in floating point; a
     thousandth of a pixel more makes the truncation land on the intended integer.
     """
     w, h = pixels
@@ -89,25 +94,16 @@ def _new_figure(pixels: tuple[int, int], dpi: float = _DPI, **kwargs: Any) -> Fi
     return fig
 
 
-def _png_bytes(fig: Figure) -> bytes:
-    """The figure as PNG bytes, at the figure's own size and dpi (never cropped)."""
-    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    canvas.print_png(buffer)
-    return buffer.getvalue()
-
-
-def _write_png(fig: Figure, path: Path) -> Path:
-    data = _png_bytes(fig)
+def _write(path: Path, content: Figure | dict[str, Any]) -> Path:
+    """Write a figure as PNG (its own size and dpi, never cropped), anything else as JSON."""
+    if isinstance(content, Figure):
+        buffer = io.BytesIO()
+        content.canvas.print_png(buffer)
+        data = buffer.getvalue()
+    else:
+        data = (json.dumps(content, indent=1, allow_nan=False) + "\n").encode()
     with atomic_write(path) as f:
         f.write(data)
-    return path
-
-
-def _write_json(obj: Any, path: Path) -> Path:
-    text = json.dumps(obj, indent=1, allow_nan=False)
-    with atomic_write(path, "w") as f:
-        f.write(text + "\n")
     return path
 
 
@@ -130,18 +126,17 @@ def _pixels(size: Sequence[float], dpi: float) -> tuple[int, int]:
     return pixels
 
 
-# ============================================================================ metrics
+# ============================================================================ nnet plot
 
 
-def _is_number(v: Any) -> bool:
-    """A JSON number that fits a float (true/false and 10**400 are not)."""
+def _is_number(v: Any, finite: bool = False) -> bool:
+    """A JSON number that fits a float (true/false and 10**400 are not); a finite one."""
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return False
     try:
-        float(v)
+        return math.isfinite(float(v)) or not finite
     except OverflowError:
         return False
-    return True
 
 
 def _short(value: Any) -> str:
@@ -153,18 +148,17 @@ def _check_row(row: Any, where: str) -> dict[str, Any]:
     """One epoch's metrics, checked: an object with a numeric ``epoch`` and numeric (or
     null) losses, accuracies and learning rate. ``where`` names the line for errors."""
     if not isinstance(row, dict):
-        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
-            type(row), "a number"
-        )
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
         raise NnetError(
-            f"{where} is {kind}, not a JSON object of one epoch's metrics; fix or remove that line."
+            f"{where} is {kind.get(type(row), 'a number')}, not a JSON object of one epoch's "
+            "metrics; fix or remove that line."
         )
     if "epoch" not in row:
         raise NnetError(
             f'{where} has no "epoch"; every line of a metrics file is one epoch, so fix or '
             "remove that line."
         )
-    if not _is_number(row["epoch"]) or not math.isfinite(float(row["epoch"])):
+    if not _is_number(row["epoch"], finite=True):
         raise NnetError(
             f'{where} has "epoch": {_short(row["epoch"])}, not a number; fix that line.'
         )
@@ -229,8 +223,6 @@ def read_runs(paths: Sequence[PathLike]) -> dict[str, list[dict[str, Any]]]:
     ``.npz``, whose recorded training ``history`` is used. A run is named by the file name
     without its suffix; when two files share that name, they are named by their paths.
     """
-    if not paths:
-        raise NnetError("no runs to plot; pass one or more metrics files.")
     stems = [Path(p).stem for p in paths]
     runs: dict[str, list[dict[str, Any]]] = {}
     for p, stem in zip(paths, stems, strict=True):
@@ -238,25 +230,16 @@ def read_runs(paths: Sequence[PathLike]) -> dict[str, list[dict[str, Any]]]:
         name = stem if stems.count(stem) == 1 else str(path)
         while name in runs:  # the same path given twice
             name += "'"
-        if path.suffix == ".npz":
-            _, meta = read_npz(path)
-            history = meta.get("history")
-            if not isinstance(history, list) or not history:
-                raise NnetError(
-                    f"{path} records no training history; plot the metrics file of its run."
-                )
-            runs[name] = [
-                _check_row(row, f"{path} history entry {i}") for i, row in enumerate(history, 1)
-            ]
-        else:
+        if path.suffix != ".npz":
             runs[name] = read_metrics(path)
+            continue
+        history = read_npz(path)[1].get("history")
+        if not isinstance(history, list) or not history:
+            raise NnetError(
+                f"{path} records no training history; plot the metrics file of its run."
+            )
+        runs[name] = [_check_row(r, f"{path} history entry {i}") for i, r in enumerate(history, 1)]
     return runs
-
-
-# ============================================================================ curves
-
-
-X_AXES = ("epoch", "seconds")
 
 
 def _x_values(rows: list[dict[str, Any]], x: str, name: str) -> Array:
@@ -266,7 +249,7 @@ def _x_values(rows: list[dict[str, Any]], x: str, name: str) -> Array:
         return np.array([float(r["epoch"]) for r in rows])
     seconds = [r.get("seconds") for r in rows]
     for i, v in enumerate(seconds, 1):
-        if not _is_number(v) or not math.isfinite(float(v)) or float(v) < 0:
+        if not _is_number(v, finite=True) or v < 0:
             raise NnetError(
                 f'run {name!r} entry {i} has no "seconds" (a number >= 0) to plot against '
                 "time; plot it per epoch (--x epoch), or use a metrics file of nnet train."
@@ -274,24 +257,14 @@ def _x_values(rows: list[dict[str, Any]], x: str, name: str) -> Array:
     return np.cumsum(np.array(seconds, dtype=np.float64))
 
 
-def _series(
-    rows: list[dict[str, Any]], key: str, xs: Array | None = None
-) -> tuple[Array, Array] | None:
-    """(x positions, values) of ``key`` with nulls and non-finite values as NaN (gaps), or
-    None when no row has a value for ``key``; the positions are the epochs unless ``xs``."""
+def _values(rows: list[dict[str, Any]], key: str) -> Array | None:
+    """The values of ``key``, nulls and non-finite values as NaN (gaps in the curve), or
+    None when no row has a value for ``key``."""
     if not any(_is_number(r.get(key)) for r in rows):
         return None
-    x = np.array([float(r["epoch"]) for r in rows]) if xs is None else xs
     y = np.array([float(r[key]) if _is_number(r.get(key)) else np.nan for r in rows])
     y[~np.isfinite(y)] = np.nan
-    return x, y
-
-
-def _run_colors(n: int) -> list[Any]:
-    if n <= 10:
-        return [f"C{i}" for i in range(n)]
-    cmap = colormaps["turbo"]
-    return [cmap(0.05 + 0.9 * i / (n - 1)) for i in range(n)]
+    return y
 
 
 def curves_figure(
@@ -312,57 +285,47 @@ def curves_figure(
             raise NnetError(f"run {name!r} has no epochs to plot; its metrics file is empty.")
         for i, row in enumerate(rows, 1):
             _check_row(row, f"run {name!r} entry {i}")
-    colors = _run_colors(len(runs))
-    xs = {n: _x_values(r, x, n) for n, r in runs.items()}
-    losses = {n: {s: _series(r, f"{s}_loss", xs[n]) for s, _ in _SPLITS} for n, r in runs.items()}
-    accs = {n: {s: _series(r, f"{s}_accuracy", xs[n]) for s, _ in _SPLITS} for n, r in runs.items()}
-    has_acc = any(v is not None for d in accs.values() for v in d.values())
-
+    xs = {name: _x_values(rows, x, name) for name, rows in runs.items()}
+    n = len(runs)
+    turbo = colormaps["turbo"]
+    colors = [f"C{i}" if n <= 10 else turbo(0.05 + 0.9 * i / (n - 1)) for i in range(n)]
+    # Every curve, as (panel, colour, split, x, y): each split of each run that has values.
+    curves = [
+        (panel, color, split, xs[name], y)
+        for panel in ("loss", "accuracy")
+        for color, (name, rows) in zip(colors, runs.items(), strict=True)
+        for split in _SPLITS
+        if (y := _values(rows, f"{split}_{panel}")) is not None
+    ]
+    panels = ["loss"] + (["accuracy"] if any(c[0] == "accuracy" for c in curves) else [])
     fig = _new_figure(pixels, dpi, layout="constrained")
-    axes = fig.subplots(1, 2 if has_acc else 1, squeeze=False)[0]
-    panels = [(axes[0], losses, 1.0, "loss")]
-    if has_acc:
-        panels.append((axes[1], accs, 100.0, "accuracy (%)"))
-    splits_seen: set[str] = set()
-    for ax, table, scale, label in panels:
-        for color, by_split in zip(colors, table.values(), strict=True):
-            for split, style in _SPLITS:
-                s = by_split[split]
-                if s is None:
-                    continue
-                splits_seen.add(split)
-                marker = "o" if np.count_nonzero(np.isfinite(s[1])) == 1 else None
-                ax.plot(s[0], s[1] * scale, linestyle=style, color=color, marker=marker, ms=4)
-        ax.set_ylabel(label)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for panel, color, split, xs_run, y in curves:
+        ax, scale = (axes[1], 100.0) if panel == "accuracy" else (axes[0], 1.0)
+        marker = "o" if np.count_nonzero(np.isfinite(y)) == 1 else None
+        ax.plot(xs_run, y * scale, linestyle=_SPLITS[split][0], color=color, marker=marker, ms=4)
+    for ax, panel in zip(axes, panels, strict=True):
+        ax.set_ylabel("accuracy (%)" if panel == "accuracy" else "loss")
         if x == "epoch":
-            ax.set_xlabel("epoch")
-            ax.set_title(label.split(" ")[0] + " per epoch")
+            ax.set(xlabel="epoch", title=f"{panel} per epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         else:
-            ax.set_xlabel("training seconds (cumulative, evaluation included)")
-            ax.set_title(label.split(" ")[0] + " against wall time")
-            ax.set_xlim(left=0)
+            ax.set(xlabel="training seconds (cumulative, evaluation included)", xlim=(0, None))
+            ax.set_title(f"{panel} against wall time")
         ax.grid(True, alpha=0.3)
-    values = np.concatenate(
-        [s[1] for d in losses.values() for s in d.values() if s is not None] or [np.ones(1)]
-    )
-    values = values[np.isfinite(values)]
-    if values.size and values.min() > 0 and values.max() >= LOG_SCALE_RATIO * values.min():
+    losses = np.concatenate([c[-1] for c in curves if c[0] == "loss"] or [np.ones(1)])
+    losses = losses[np.isfinite(losses)]
+    if losses.size and losses.min() > 0 and losses.max() >= LOG_SCALE_RATIO * losses.min():
         axes[0].set_yscale("log")
-    run_handles = [Line2D([], [], color=c, lw=2) for c in colors]
-    run_legend = axes[0].legend(
-        run_handles, list(runs), fontsize="small", loc="upper right", title="run"
-    )
+    handles = [Line2D([], [], color=c, lw=2) for c in colors]
+    legend = axes[0].legend(handles, list(runs), fontsize="small", loc="upper right", title="run")
     if len(axes) == 1:  # the split legend goes on the same panel: keep this one too
-        axes[0].add_artist(run_legend)
-    split_handles = [
-        Line2D([], [], color="0.2", linestyle=style)
-        for split, style in _SPLITS
-        if split in splits_seen
-    ]
-    split_labels = [_SPLIT_NAMES[s] for s, _ in _SPLITS if s in splits_seen]
-    if split_handles:
-        axes[-1].legend(split_handles, split_labels, fontsize="small", loc="center right")
+        axes[0].add_artist(legend)
+    seen = [split for split in _SPLITS if any(c[2] == split for c in curves)]
+    if seen:
+        handles = [Line2D([], [], color="0.2", linestyle=_SPLITS[s][0]) for s in seen]
+        labels = [_SPLITS[s][1] for s in seen]
+        axes[-1].legend(handles, labels, fontsize="small", loc="center right")
     return fig
 
 
@@ -388,13 +351,13 @@ def plot_curves(
     Decisions: runs without accuracy (autoencoders) appear only in the loss panel; if no
     run has any accuracy, the accuracy panel is omitted and the loss panel takes the whole
     width. The loss axis is logarithmic when the largest plotted loss is at least
-    :data:`LOG_SCALE_RATIO` (100) times the smallest, linear otherwise. The PNG is exactly
-    ``round(size[0] * dpi)`` x ``round(size[1] * dpi)`` pixels (1000 x 400 by default).
+    :data:`LOG_SCALE_RATIO` times the smallest, linear otherwise. The PNG is exactly
+    ``round(size[0] * dpi)`` x ``round(size[1] * dpi)`` pixels.
     """
-    _write_png(curves_figure(runs, size=size, dpi=dpi, x=x), Path(out))
+    _write(Path(out), curves_figure(runs, size=size, dpi=dpi, x=x))
 
 
-# ============================================================================ confusion
+# ============================================================================ nnet inspect
 
 
 def confusion_matrix(y_true: Any, y_pred: Any, n_classes: int = 10) -> Array:
@@ -428,48 +391,31 @@ def per_class_accuracy(cm: Any) -> Array:
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
         raise NnetError(f"a confusion matrix must be square; got shape {cm.shape}.")
     rows = cm.sum(axis=1).astype(np.float64)
-    diag = np.diag(cm).astype(np.float64)
-    out = np.full(rows.shape, np.nan)
-    np.divide(diag, rows, out=out, where=rows > 0)
-    return out
+    return np.divide(np.diag(cm), rows, out=np.full(rows.shape, np.nan), where=rows > 0)
 
 
 def most_confident_mistakes(y_true: Any, y_pred: Any, confidence: Any, k: int = N_WRONG) -> Array:
     """Indices of at most ``k`` misclassified samples, highest ``confidence`` (the predicted
     class's probability) first; ties keep the order of the samples."""
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    confidence = np.asarray(confidence, dtype=np.float64)
-    wrong = np.flatnonzero(y_true != y_pred)
-    order = np.argsort(-confidence[wrong], kind="stable")
+    wrong = np.flatnonzero(np.asarray(y_true) != np.asarray(y_pred))
+    order = np.argsort(-np.asarray(confidence, dtype=np.float64)[wrong], kind="stable")
     return wrong[order[:k]]
 
 
 def _confusion_figure(cm: Array, acc: Array, names: list[str]) -> Figure:
-    n = cm.shape[0]
-    total = int(cm.sum())
-    correct = int(np.trace(cm))
+    n, total = cm.shape[0], int(cm.sum())
     rows = cm.sum(axis=1, keepdims=True)
     frac = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)
     fig = _new_figure(INSPECT_SIZES["confusion.png"], layout="constrained")
     ax = fig.subplots()
     im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
     if n <= 20:
-        fontsize = 9 if n <= 10 else 6
-        for i in range(n):
-            for j in range(n):
-                ax.text(
-                    j,
-                    i,
-                    str(cm[i, j]),
-                    ha="center",
-                    va="center",
-                    fontsize=fontsize,
-                    color="white" if frac[i, j] > 0.5 else "black",
-                )
-    if max(map(len, names)) <= 2:
-        ax.set_xticks(range(n), names)
-    else:
-        ax.set_xticks(range(n), names, rotation=45, ha="right")
+        for (i, j), count in np.ndenumerate(cm):
+            color = "white" if frac[i, j] > 0.5 else "black"
+            size = 9 if n <= 10 else 6
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=size, color=color)
+    short = max(map(len, names)) <= 2
+    ax.set_xticks(range(n), names, rotation=0 if short else 45, ha="center" if short else "right")
     ax.set_yticks(
         range(n),
         [
@@ -479,14 +425,10 @@ def _confusion_figure(cm: Array, acc: Array, names: list[str]) -> Figure:
     )
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class (per-class accuracy)")
-    ax.set_title(
-        f"confusion matrix on {total} test images: accuracy {100 * correct / max(total, 1):.2f}%"
-    )
+    accuracy = 100 * int(np.trace(cm)) / max(total, 1)
+    ax.set_title(f"confusion matrix on {total} test images: accuracy {accuracy:.2f}%")
     fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of the true class")
     return fig
-
-
-# ============================================================================ images
 
 
 def _side(n_inputs: int) -> int:
@@ -500,18 +442,18 @@ def _side(n_inputs: int) -> int:
 
 
 def _weights_figure(net: Network) -> Figure:
-    side = _side(net.sizes[0])
-    n1 = net.sizes[1]
+    """weights.png: the weights into each neuron of layer 1 as one square image."""
+    side, n1 = _side(net.sizes[0]), net.sizes[1]
     k = min(n1, MAX_WEIGHT_IMAGES)
     w = np.asarray(net.weights[0][:-1, :k], dtype=np.float64)  # (#0, k), no bias row
     cols = math.ceil(math.sqrt(k))
-    rows = math.ceil(k / cols)
-    cell = side + 1
-    mosaic = np.full((rows * cell - 1, cols * cell - 1), np.nan)
-    for j in range(k):
-        r, c = divmod(j, cols)
-        mosaic[r * cell : r * cell + side, c * cell : c * cell + side] = w[:, j].reshape(side, side)
-    m = float(np.max(np.abs(w))) if w.size else 0.0
+    rows, cell = math.ceil(k / cols), side + 1
+    # k images of side x side in a grid of rows x cols cells, one gray (NaN) pixel apart
+    tiles = np.full((rows * cols, cell, cell), np.nan)
+    tiles[:k, :side, :side] = w.T.reshape(k, side, side)
+    mosaic = tiles.reshape(rows, cols, cell, cell).transpose(0, 2, 1, 3)
+    mosaic = mosaic.reshape(rows * cell, cols * cell)[:-1, :-1]
+    m = float(np.max(np.abs(w)))
     m = m if m > 0 else 1.0
     fig = _new_figure(INSPECT_SIZES["weights.png"], layout="constrained")
     ax = fig.subplots()
@@ -528,21 +470,21 @@ def _weights_figure(net: Network) -> Figure:
     return fig
 
 
-def _label(names: list[str], i: int) -> str:
-    return names[i] if 0 <= i < len(names) else str(i)
+def _show(ax: Any, image: Array, vmax: float) -> None:
+    """Draw a flat square image in gray, black 0 to white ``vmax``."""
+    side = _side(image.size)
+    ax.imshow(image.reshape(side, side), cmap="gray", vmin=0, vmax=vmax, interpolation="nearest")
 
 
 def _wrong_figure(
     x: Array, y: Array, pred: Array, conf: Array, idx: Array, names: list[str]
 ) -> Figure:
-    side = _side(x.shape[1])
-    n_wrong = int(np.count_nonzero(y != pred))
+    """wrong.png: the misclassified images ``idx``, each titled with true and predicted class."""
     fig = _new_figure(INSPECT_SIZES["wrong.png"])
-    rows, cols = 4, 6
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.88, wspace=0.15, hspace=0.45)
-    for ax in axes:
-        ax.set_axis_off()
+    margins = dict(left=0.02, right=0.98, bottom=0.02, top=0.88, wspace=0.15, hspace=0.45)
+    no_axis = dict(frame_on=False, xticks=[], yticks=[])
+    axes = fig.subplots(4, 6, subplot_kw=no_axis, gridspec_kw=margins).ravel()
+    n_wrong = int(np.count_nonzero(y != pred))
     if n_wrong == 0:
         fig.suptitle(f"no misclassified test images: all {len(y)} are right")
         return fig
@@ -550,151 +492,104 @@ def _wrong_figure(
         f"the {len(idx)} most confidently wrong of {n_wrong} misclassified test images "
         f"(of {len(y)})\ntrue class / predicted class (its probability)"
     )
-    for ax, i in zip(axes[: len(idx)], idx, strict=True):
-        ax.imshow(x[i].reshape(side, side), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        title = f"true {_label(names, int(y[i]))} / pred {_label(names, int(pred[i]))} "
-        title += f"({conf[i]:.2f})"
-        if len(title) > 26:
-            title = title.replace(" / ", "\n", 1)
-        ax.set_title(title, fontsize=8)
+    for ax, i in zip(axes, idx, strict=False):
+        _show(ax, x[i], 255)
+        title = f"true {names[y[i]]} / pred {names[pred[i]]} ({conf[i]:.2f})"
+        ax.set_title(title.replace(" / ", "\n", 1) if len(title) > 26 else title, fontsize=8)
     return fig
 
 
 def _reconstructions_figure(x: Array, recon: Array, mse: float, n: int) -> Figure:
-    side = _side(x.shape[1])
+    """reconstructions.png: the images ``x`` (uint8) above their reconstructions ``recon``."""
     fig = _new_figure(INSPECT_SIZES["reconstructions.png"])
-    axes = fig.subplots(2, N_RECONSTRUCTIONS, squeeze=False)
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.02, top=0.82, wspace=0.08, hspace=0.08)
-    for r, (images, scale, label) in enumerate(
-        ((x, 255.0, "original"), (recon, 1.0, "reconstructed"))
-    ):
-        for c in range(N_RECONSTRUCTIONS):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c < len(images):
-                ax.imshow(
-                    np.asarray(images[c], dtype=np.float64).reshape(side, side) / scale,
-                    cmap="gray",
-                    vmin=0.0,
-                    vmax=1.0,
-                    interpolation="nearest",
-                )
-            else:
-                ax.set_axis_off()
-        axes[r, 0].set_ylabel(label, fontsize=8)
+    margins = dict(left=0.06, right=0.99, bottom=0.02, top=0.82, wspace=0.08, hspace=0.08)
+    no_ticks = dict(xticks=[], yticks=[])
+    axes = fig.subplots(2, N_RECONSTRUCTIONS, subplot_kw=no_ticks, gridspec_kw=margins)
+    for ax in axes[:, len(x) :].flat:
+        ax.set_axis_off()
+    for row, images, vmax, label in ((0, x, 255, "original"), (1, recon, 1, "reconstructed")):
+        for ax, image in zip(axes[row], images, strict=False):
+            _show(ax, image, vmax)
+        axes[row, 0].set_ylabel(label, fontsize=8)
     fig.suptitle(
-        f"the first {min(len(x), N_RECONSTRUCTIONS)} test images and their reconstructions: "
+        f"the first {len(x)} test images and their reconstructions: "
         f"mean squared error per pixel {mse:.4g} over {n} test images"
     )
     return fig
 
 
-# ============================================================================ activations
+def _hidden_activations(net: Network, x: Array, chunk: int) -> Iterator[list[Array]]:
+    """[a^1, ..., a^(L-1)] of each chunk of the uint8 images x, computed here from the
+    public weights and activations: h^l = a^(l-1) w^(l-1) (bias row last), a^l = g(h^l)."""
+    for s in range(0, len(x), chunk):
+        a = to_inputs(x[s : s + chunk], net.dtype)
+        layers = []
+        for l in range(1, net.L):
+            w = net.weights[l - 1]
+            a = net.g[l](a @ w[:-1] + w[-1])  # type: ignore[misc]
+            layers.append(a)
+        yield layers
 
 
-class _Histograms:
-    """Histograms of the hidden activations a^l, l = 1 ... L-1, accumulated chunk by chunk."""
-
-    def __init__(self, net: Network, ranges: dict[int, tuple[float, float]]) -> None:
-        self.net = net
-        self.edges = {l: np.linspace(lo, hi, HISTOGRAM_BINS + 1) for l, (lo, hi) in ranges.items()}
-        self.counts = {l: np.zeros(HISTOGRAM_BINS, dtype=np.int64) for l in ranges}
-        self.special = dict.fromkeys(ranges, 0)  # saturated (sigmoid/tanh) or zero (relu)
-
-    def add(self) -> None:
-        for l, edges in self.edges.items():
-            a = self.net.a[l][:, :-1]
-            counts, _ = np.histogram(a, bins=edges)
-            self.counts[l] += counts
-            name = self.net.activations[l - 1]
-            if name == "sigmoid":
-                self.special[l] += int(np.count_nonzero((a < 0.02) | (a > 0.98)))
-            elif name == "tanh":
-                self.special[l] += int(np.count_nonzero(np.abs(a) > 0.96))
-            elif name == "relu":
-                self.special[l] += int(np.count_nonzero(a == 0))
-
-
-_SPECIAL_KEY = {
-    "sigmoid": "saturated_fraction",
-    "tanh": "saturated_fraction",
-    "relu": "zero_fraction",
-}
-
-
-def _activations_info(net: Network, hist: _Histograms, n: int) -> dict[str, Any]:
-    """The numbers behind activations.png (what ``activations.json`` holds)."""
-    layers = []
-    for l in sorted(hist.counts):
-        name = net.activations[l - 1]
-        layer: dict[str, Any] = {
-            "layer": l,
-            "activation": name,
-            "neurons": net.sizes[l],
-            "bin_edges": [float(e) for e in hist.edges[l]],
-            "counts": [int(c) for c in hist.counts[l]],
-        }
-        if name in _SPECIAL_KEY:
-            layer[_SPECIAL_KEY[name]] = hist.special[l] / (n * net.sizes[l])
-        layers.append(layer)
-    return {"samples": n, "layers": layers}
+def _activations_info(net: Network, x: Array, chunk: int) -> dict[str, Any]:
+    """What ``activations.json`` holds (see :func:`inspect_model`): a histogram of each
+    hidden layer's a^l over the images x, and the share of values :data:`_NOTED` counts.
+    Ranges not in :data:`_FIXED_RANGE` are the observed min..max, found in a first pass."""
+    names = net.activations[:-1]
+    lo, hi = np.full(len(names), np.inf), np.full(len(names), -np.inf)
+    if any(name not in _FIXED_RANGE for name in names):
+        for layers in _hidden_activations(net, x, chunk):
+            lo = np.minimum(lo, [a.min() for a in layers])
+            hi = np.maximum(hi, [a.max() for a in layers])
+    edges, counts, noted = [], [np.zeros(HISTOGRAM_BINS, np.int64) for _ in names], [0] * len(names)
+    for name, low, high in zip(names, lo, hi, strict=True):
+        if name in _FIXED_RANGE:
+            low, high = _FIXED_RANGE[name]
+        elif high <= low:  # one value only (all relus dead, say): a range around it
+            low, high = low - 0.5, high + 0.5
+        edges.append(np.linspace(low, high, HISTOGRAM_BINS + 1))
+    for layers in _hidden_activations(net, x, chunk):
+        for i, (name, a) in enumerate(zip(names, layers, strict=True)):
+            counts[i] += np.histogram(a, bins=edges[i])[0]
+            noted[i] += int(np.count_nonzero(_NOTED[name][1](a))) if name in _NOTED else 0
+    info: dict[str, Any] = {"samples": len(x), "layers": []}
+    for l, name in enumerate(names, 1):
+        layer = {"layer": l, "activation": name, "neurons": net.sizes[l]}
+        layer.update(bin_edges=edges[l - 1].tolist(), counts=counts[l - 1].tolist())
+        if name in _NOTED:
+            layer[_NOTED[name][0]] = noted[l - 1] / (len(x) * net.sizes[l])
+        info["layers"].append(layer)
+    return info
 
 
-def _special_text(name: str, share: float) -> str:
-    if name == "sigmoid":
-        return f"{100 * share:.1f}% saturated\n(a < 0.02 or a > 0.98)"
-    if name == "tanh":
-        return f"{100 * share:.1f}% saturated\n(|a| > 0.96)"
-    if name == "relu":
-        return f"{100 * share:.1f}% zero"
-    return ""
-
-
-def _activations_figure(net: Network, hist: _Histograms | None, n: int) -> Figure:
+def _activations_figure(net: Network, info: dict[str, Any]) -> Figure:
+    """activations.png: the histograms of :func:`_activations_info`, one panel per layer."""
     fig = _new_figure(INSPECT_SIZES["activations.png"], layout="constrained")
-    hidden = list(range(1, net.L))
-    if not hidden or hist is None:
+    layers = info["layers"]
+    if not layers:
         ax = fig.subplots()
         ax.set_axis_off()
         sizes = " → ".join(map(str, net.sizes))
-        ax.text(
-            0.5,
-            0.5,
-            f"this network ({sizes}) has no hidden layers: no hidden activations to show",
-            ha="center",
-            va="center",
-            fontsize=12,
-        )
+        text = f"this network ({sizes}) has no hidden layers: no hidden activations to show"
+        ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=12)
         return fig
-    cols = min(len(hidden), 3)
-    rows = math.ceil(len(hidden) / cols)
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    for ax in axes[len(hidden) :]:
+    cols = min(len(layers), 3)
+    axes = fig.subplots(math.ceil(len(layers) / cols), cols, squeeze=False).ravel()
+    for ax in axes[len(layers) :]:
         ax.set_axis_off()
-    for ax, l in zip(axes[: len(hidden)], hidden, strict=True):
-        name = net.activations[l - 1]
-        counts, edges = hist.counts[l], hist.edges[l]
-        total = max(int(counts.sum()), 1)
-        ax.stairs(counts / total, edges, fill=True, color="C0", alpha=0.8)
-        ax.set_title(f"layer {l}: {name}, {net.sizes[l]} neurons", fontsize=10)
-        ax.set_xlabel(f"activation $a^{{{l}}}$")
-        ax.set_ylabel("fraction of values")
-        text = _special_text(name, hist.special[l] / (n * net.sizes[l]))
-        if text:
-            ax.text(0.5, 0.97, text, transform=ax.transAxes, ha="center", va="top", fontsize=9)
-    fig.suptitle(f"hidden activations over {n} test images ({HISTOGRAM_BINS} bins per layer)")
+    for ax, layer in zip(axes, layers, strict=False):
+        l, name, counts = layer["layer"], layer["activation"], np.array(layer["counts"])
+        share = counts / max(int(counts.sum()), 1)
+        ax.stairs(share, layer["bin_edges"], fill=True, color="C0", alpha=0.8)
+        ax.set_title(f"layer {l}: {name}, {layer['neurons']} neurons", fontsize=10)
+        ax.set(xlabel=f"activation $a^{{{l}}}$", ylabel="fraction of values")
+        if name in _NOTED:
+            key, _, words = _NOTED[name]
+            note = f"{100 * layer[key]:.1f}% {words}"
+            ax.text(0.5, 0.97, note, transform=ax.transAxes, ha="center", va="top", fontsize=9)
+    samples = info["samples"]
+    fig.suptitle(f"hidden activations over {samples} test images ({HISTOGRAM_BINS} bins per layer)")
     return fig
-
-
-# ============================================================================ inspect
-
-
-def _forward_chunks(net: Network, x: Array, chunk: int) -> Iterator[tuple[int, Array]]:
-    """(start, outputs) of each chunk of uint8 images; ``net.a`` holds that chunk's
-    activations until the next step."""
-    for s in range(0, len(x), chunk):
-        yield s, net.forward(to_inputs(x[s : s + chunk], net.dtype))
 
 
 def _check_images(net: Network, x: Any) -> Array:
@@ -720,9 +615,7 @@ def _class_names(net: Network, classes: Sequence[str] | None) -> list[str]:
             raise NnetError(f"classes must name all {n} outputs; got {len(names)} names.")
         return names
     meta = net.meta.get("classes")
-    if isinstance(meta, list) and len(meta) == n:
-        return [str(c) for c in meta]
-    return [str(i) for i in range(n)]
+    return [str(c) for c in (meta if isinstance(meta, list) and len(meta) == n else range(n))]
 
 
 def inspect_model(
@@ -737,9 +630,11 @@ def inspect_model(
     """Write pictures (and numbers) of what ``net`` does on a test set into ``out_dir``.
 
     ``x_test_uint8`` are uint8 images (N, #0) (or (N, 28, 28)), scaled by 1/255 into the
-    network's dtype; ``y_test`` their labels (ignored for an autoencoder, may be None).
-    ``out_dir`` must be an existing folder. The forward pass runs ``chunk`` images at a
-    time. Returns the written files by file name. Sizes in pixels: :data:`INSPECT_SIZES`.
+    network's dtype; ``y_test`` their labels (ignored for an autoencoder, may be None);
+    ``out_dir`` an existing folder. The forward pass runs ``chunk`` images at a time.
+    Nothing is written unless all of them pass their checks. Returns the written files by
+    file name; the pictures' sizes are in :data:`INSPECT_SIZES`. Class names come from
+    ``classes``, else from ``net.meta["classes"]``, else 0, 1, 2, ...
 
     A classifier (any model whose ``net.meta["task"]`` is not ``"autoencoder"``) gets:
 
@@ -748,25 +643,22 @@ def inspect_model(
     - ``confusion.json``: ``counts`` (rows true, columns predicted), ``per_class_accuracy``
       (null for a class without samples), ``accuracy``, ``samples``, ``classes`` and
       ``most_confident_mistakes`` (index, true, pred, probability of what wrong.png shows);
-    - ``wrong.png``: the :data:`N_WRONG` (24) misclassified images with the highest
-      predicted probability (``net.loss.probabilities``), titled "true 7 / pred 2 (0.98)";
-      with no mistakes it says so.
+    - ``wrong.png``: the :data:`N_WRONG` misclassified images with the highest predicted
+      probability (``net.loss.probabilities``), titled "true 7 / pred 2 (0.98)", or a note
+      that there are none.
 
-    An autoencoder gets ``reconstructions.png``: the first 12 test images above their
-    reconstructions (clipped to [0, 1]), with the mean squared error per pixel in the title,
-    and ``reconstructions.json``: ``samples`` and ``mse_per_pixel`` (unclipped outputs).
+    An autoencoder gets ``reconstructions.png``, the first :data:`N_RECONSTRUCTIONS` test
+    images above their reconstructions (clipped to [0, 1]), and ``reconstructions.json``:
+    ``samples`` and ``mse_per_pixel`` (of the unclipped outputs; also in the title).
 
-    Both get ``weights.png`` (the weights into layer 1, one square image per neuron, the
-    first :data:`MAX_WEIGHT_IMAGES` (100) at most, diverging colours symmetric around 0)
-    and ``activations.png`` (a histogram of a^l over the test set for each hidden layer,
-    with the saturated share for sigmoid (a < 0.02 or a > 0.98) and tanh (|a| > 0.96) and
-    the zero share for relu; a network without hidden layers gets a picture that says so),
-    with ``activations.json``: ``samples`` and per hidden layer ``layer``, ``activation``,
-    ``neurons``, ``bin_edges``, ``counts`` and ``saturated_fraction`` or ``zero_fraction``
-    (``layers`` is empty without hidden layers). Histogram ranges: [0, 1] for sigmoid,
-    [-1, 1] for tanh, else the observed min..max (found in an extra forward pass).
-
-    Class names come from ``classes``, else from ``net.meta["classes"]``, else 0, 1, 2, ...
+    Both get ``weights.png``, the weights into layer 1 as one square image per neuron (at
+    most :data:`MAX_WEIGHT_IMAGES`, diverging colours symmetric around 0), and
+    ``activations.png`` with ``activations.json``: a histogram of a^l over the test set per
+    hidden layer (``layer``, ``activation``, ``neurons``, ``bin_edges``, ``counts``) with
+    the share of values saturated (``saturated_fraction``; sigmoid: a < 0.02 or a > 0.98,
+    tanh: |a| > 0.96) or zero (``zero_fraction``; relu), and ``samples``. Without hidden
+    layers ``layers`` is empty and the picture says so. Histogram ranges: [0, 1] for
+    sigmoid, [-1, 1] for tanh, else the observed min..max (found in an extra forward pass).
     """
     out = Path(out_dir)
     if not out.is_dir():
@@ -784,8 +676,6 @@ def inspect_model(
             f"an autoencoder must output as many values as it takes ({net.sizes[0]}); "
             f"this one has {net.sizes[-1]} outputs."
         )
-    y: Array | None = None
-    names: list[str] = []
     if not autoencoder:
         if y_test is None:
             raise NnetError("a classifier needs the test labels to inspect it; pass y_test.")
@@ -795,84 +685,43 @@ def inspect_model(
         names = _class_names(net, classes)
         confusion_matrix(y, y, net.sizes[-1])  # labels must be classes of the network
 
-    # Ranges of the hidden-activation histograms: known for sigmoid/tanh, else measured.
-    hidden = list(range(1, net.L))
-    ranges = {
-        l: _FIXED_RANGE[net.activations[l - 1]]
-        for l in hidden
-        if net.activations[l - 1] in _FIXED_RANGE
-    }
-    measure = [l for l in hidden if l not in ranges]
-    lo = dict.fromkeys(measure, np.inf)
-    hi = dict.fromkeys(measure, -np.inf)
-    hist = _Histograms(net, ranges)
-
     pred = np.empty(n, dtype=np.int64)
     conf = np.empty(n, dtype=np.float64)
-    recon: list[Array] = []
     sq_error = 0.0
-    for s, O in _forward_chunks(net, x, chunk):
-        hist.add()
-        for l in measure:
-            a = net.a[l][:, :-1]
-            lo[l], hi[l] = min(lo[l], float(a.min())), max(hi[l], float(a.max()))
+    for s in range(0, n, chunk):
+        O = net.forward(to_inputs(x[s : s + chunk], net.dtype))
         if autoencoder:
-            target = to_inputs(x[s : s + len(O)], np.float64)
+            target = to_inputs(x[s : s + chunk], np.float64)
             sq_error += float(np.sum((O.astype(np.float64) - target) ** 2))
-            if s < N_RECONSTRUCTIONS:
-                recon.extend(np.clip(O[: N_RECONSTRUCTIONS - s], 0.0, 1.0))
         else:
-            p = net.loss.probabilities(O)
-            k = np.argmax(O, axis=1)
-            pred[s : s + len(O)] = k
-            conf[s : s + len(O)] = p[np.arange(len(O)), k]
-    if measure:  # a second pass for the histograms whose range is known only now
-        second = _Histograms(
-            net,
-            {l: (lo[l], hi[l]) if hi[l] > lo[l] else (lo[l] - 0.5, hi[l] + 0.5) for l in measure},
-        )
-        for _ in _forward_chunks(net, x, chunk):
-            second.add()
-        for attr in ("edges", "counts", "special"):
-            getattr(hist, attr).update(getattr(second, attr))
+            pred[s : s + len(O)] = k = np.argmax(O, axis=1)
+            conf[s : s + len(O)] = net.loss.probabilities(O)[np.arange(len(O)), k]
 
-    files: dict[str, Path] = {}
+    contents: dict[str, Figure | dict[str, Any]] = {}
     if autoencoder:
         mse = sq_error / (n * net.sizes[0])
-        info = {"samples": n, "mse_per_pixel": mse}
-        files["reconstructions.json"] = _write_json(info, out / "reconstructions.json")
-        fig = _reconstructions_figure(x[:N_RECONSTRUCTIONS], np.array(recon), mse, n)
-        files["reconstructions.png"] = _write_png(fig, out / "reconstructions.png")
+        contents["reconstructions.json"] = {"samples": n, "mse_per_pixel": mse}
+        shown = x[:N_RECONSTRUCTIONS]
+        recon = np.clip(net.forward(to_inputs(shown, net.dtype)), 0.0, 1.0)
+        contents["reconstructions.png"] = _reconstructions_figure(shown, recon, mse, n)
     else:
-        assert y is not None
         cm = confusion_matrix(y, pred, net.sizes[-1])
         acc = per_class_accuracy(cm)
         idx = most_confident_mistakes(y, pred, conf)
-        info = {
+        contents["confusion.json"] = {
             "counts": cm.tolist(),
             "per_class_accuracy": [float(a) if np.isfinite(a) else None for a in acc],
             "accuracy": int(np.trace(cm)) / n,
             "samples": n,
             "classes": names,
             "most_confident_mistakes": [
-                {
-                    "index": int(i),
-                    "true": int(y[i]),
-                    "pred": int(pred[i]),
-                    "probability": float(conf[i]),
-                }
-                for i in idx
+                {"index": i, "true": int(y[i]), "pred": int(pred[i]), "probability": conf[i]}
+                for i in idx.tolist()
             ],
         }
-        files["confusion.json"] = _write_json(info, out / "confusion.json")
-        files["confusion.png"] = _write_png(
-            _confusion_figure(cm, acc, names), out / "confusion.png"
-        )
-        fig = _wrong_figure(x, y, pred, conf, idx, names)
-        files["wrong.png"] = _write_png(fig, out / "wrong.png")
-    files["weights.png"] = _write_png(_weights_figure(net), out / "weights.png")
-    path = out / "activations.json"
-    files["activations.json"] = _write_json(_activations_info(net, hist, n), path)
-    fig = _activations_figure(net, hist if hidden else None, n)
-    files["activations.png"] = _write_png(fig, out / "activations.png")
-    return files
+        contents["confusion.png"] = _confusion_figure(cm, acc, names)
+        contents["wrong.png"] = _wrong_figure(x, y, pred, conf, idx, names)
+    contents["weights.png"] = _weights_figure(net)
+    contents["activations.json"] = info = _activations_info(net, x, chunk)
+    contents["activations.png"] = _activations_figure(net, info)
+    return {name: _write(out / name, content) for name, content in contents.items()}
