@@ -1,12 +1,8 @@
-"""MNIST and Fashion-MNIST: where they are, how to download them, how to load them.
+"""MNIST and Fashion-MNIST: what they are, where they are, how to download and load them.
 
 A *data directory* holds one folder per dataset, ``<dir>/mnist/`` and
-``<dir>/fashion-mnist/``, each with the four standard IDX files::
-
-    train-images-idx3-ubyte.gz  train-labels-idx1-ubyte.gz
-    t10k-images-idx3-ubyte.gz   t10k-labels-idx1-ubyte.gz
-
-gzip-compressed under these names, or uncompressed under the names without ``.gz``.
+``<dir>/fashion-mnist/``, each with the four standard IDX files (:data:`FILES`)
+gzip-compressed, or uncompressed under the names without ``.gz``.
 
 Data directories are searched in this order (:func:`data_dirs`): the explicit ``data``
 argument (the command line's ``--data DIR``), the environment variable ``NNET_DATA``, and
@@ -18,6 +14,9 @@ Downloads are checked against the published md5 of each ``.gz`` file; a file on 
 that does not match is refused and the next mirror is tried. Files a user supplied are
 not md5-checked (re-packed copies differ), but every file :func:`load` reads is checked for
 structure: uint8 images of shape (N, 28, 28), uint8 labels 0..9, as many labels as images.
+
+:class:`DatasetSpec` is the one home of what the rest of nnet needs to know about the
+data: the image side, the input and class counts, and the class names.
 """
 
 from __future__ import annotations
@@ -25,31 +24,28 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import sys
-import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from nnet.data.idx import IdxError, read_idx
+from nnet.data.idx import CHUNK, IdxError, read_idx
 from nnet.errors import NnetError
-from nnet.files.fileio import new_file_mode
+from nnet.files.fileio import atomic_write
 
-TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
-TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
-TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
-TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
-FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
-
-IMAGE_SHAPE = (28, 28)
-N_CLASSES = 10
-_DOWNLOAD_CHUNK = 1 << 16
+FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = FILES
 
 
 class DownloadError(NnetError):
@@ -61,66 +57,77 @@ class DatasetSpec:
     """What a dataset is made of and where to get it.
 
     ``files`` maps each of the four standard file names to the md5 of the ``.gz`` file as
-    published; ``mirrors`` are base URLs tried in turn; ``classes`` names the labels 0..9.
+    published; ``mirrors`` are base URLs tried in turn; ``classes`` names the labels 0, 1, ...;
+    the images are ``side`` x ``side`` uint8 pixels.
     """
 
     name: str
     files: Mapping[str, str]
     mirrors: tuple[str, ...]
     classes: tuple[str, ...]
+    side: int = 28
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "files", MappingProxyType(dict(self.files)))
+
+    @property
+    def n_inputs(self) -> int:
+        """Pixels per image: a network's input count."""
+        return self.side * self.side
+
+    @property
+    def n_classes(self) -> int:
+        """Label values 0..n_classes - 1: a classifier's output count."""
+        return len(self.classes)
+
+    def check_sizes(self, sizes: Sequence[int], task: str) -> None:
+        """NnetError unless layer ``sizes`` fit this data: ``n_inputs`` first, and last
+        ``n_classes`` for a classifier, ``n_inputs`` for an autoencoder (it outputs images)."""
+        if sizes[0] != self.n_inputs:
+            raise NnetError(
+                f"MNIST inputs have {self.n_inputs} pixels; --sizes must start with "
+                f"{self.n_inputs}, not {sizes[0]}."
+            )
+        want = self.n_inputs if task == "autoencoder" else self.n_classes
+        if sizes[-1] != want:
+            raise NnetError(
+                f"the {task} needs {want} outputs; --sizes must end with {want}, not {sizes[-1]}."
+            )
+
+
+def _spec(name: str, md5s: str, mirrors: tuple[str, ...], classes: Sequence[str]) -> DatasetSpec:
+    return DatasetSpec(name, dict(zip(FILES, md5s.split(), strict=True)), mirrors, tuple(classes))
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "mnist": DatasetSpec(
-        name="mnist",
-        files=MappingProxyType(
-            {
-                TRAIN_IMAGES: "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-                TRAIN_LABELS: "d53e105ee54ea40749a09fcbcd1e9432",
-                TEST_IMAGES: "9fb629c4189551a2d022fa330f9573f3",
-                TEST_LABELS: "ec29112dd5afa0611ce80d1b7f02629c",
-            }
-        ),
-        mirrors=(
+    "mnist": _spec(
+        "mnist",
+        """f68b3c2dcbeaaa9fbdd348bbdeb94873 d53e105ee54ea40749a09fcbcd1e9432
+           9fb629c4189551a2d022fa330f9573f3 ec29112dd5afa0611ce80d1b7f02629c""",
+        (
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
             "https://storage.googleapis.com/cvdf-datasets/mnist/",
             "http://yann.lecun.com/exdb/mnist/",
         ),
-        classes=tuple(str(d) for d in range(10)),
+        "0123456789",
     ),
-    "fashion-mnist": DatasetSpec(
-        name="fashion-mnist",
-        files=MappingProxyType(
-            {
-                TRAIN_IMAGES: "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                TRAIN_LABELS: "25c81989df183df01b3e8a0aad5dffbe",
-                TEST_IMAGES: "bef4ecab320f06d8554ea6380940ec79",
-                TEST_LABELS: "bb300cfdad3c16e7a12a480ee83cd310",
-            }
-        ),
-        mirrors=(
+    "fashion-mnist": _spec(
+        "fashion-mnist",
+        """8d4fb7e6c68d591d4c3dfef9ec88bf0d 25c81989df183df01b3e8a0aad5dffbe
+           bef4ecab320f06d8554ea6380940ec79 bb300cfdad3c16e7a12a480ee83cd310""",
+        (
             "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
             "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
         ),
-        classes=(
-            "T-shirt/top",
-            "Trouser",
-            "Pullover",
-            "Dress",
-            "Coat",
-            "Sandal",
-            "Shirt",
-            "Sneaker",
-            "Bag",
-            "Ankle boot",
-        ),
+        "T-shirt/top|Trouser|Pullover|Dress|Coat|Sandal|Shirt|Sneaker|Bag|Ankle boot".split("|"),
     ),
 }
+MNIST = DATASETS["mnist"]  # the image format every dataset here shares
 
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A loaded dataset: flattened uint8 images (N, 784), uint8 labels (N,), and its folder."""
+    """A loaded dataset: flattened uint8 images (N, n_inputs), uint8 labels (N,), and its folder."""
 
     name: str
     x_train: np.ndarray
@@ -130,54 +137,44 @@ class Dataset:
     source: Path
 
 
+def get_spec(name: str) -> DatasetSpec:
+    """The :class:`DatasetSpec` of ``name``; NnetError naming the known datasets otherwise."""
+    if name not in DATASETS:
+        raise NnetError(f"unknown dataset {name!r}: expected one of {', '.join(sorted(DATASETS))}.")
+    return DATASETS[name]
+
+
+def class_names(meta: Mapping[str, Any], n: int) -> list[str]:
+    """A model's ``n`` class names: its metadata's ``classes`` if they are ``n``, else its
+    ``dataset``'s (default mnist) if that has ``n``, else "0", "1", ..., str(n - 1)."""
+    names = meta.get("classes")
+    if not (isinstance(names, list) and len(names) == n):
+        spec = DATASETS.get(str(meta.get("dataset", "mnist")))
+        names = spec.classes if spec is not None and spec.n_classes == n else range(n)
+    return [str(c) for c in names]
+
+
 # --------------------------------------------------------------------------- locating
 
 
-def get_spec(name: str) -> DatasetSpec:
-    """The :class:`DatasetSpec` of ``name``; NnetError naming the known datasets otherwise."""
-    spec = DATASETS.get(name)
-    if spec is None:
-        known = ", ".join(sorted(DATASETS))
-        raise NnetError(f"unknown dataset {name!r}: expected one of {known}.")
-    return spec
-
-
 def data_dirs(data: str | os.PathLike[str] | None = None) -> list[Path]:
-    """The data directories to search, most specific first.
-
-    ``data`` (the command line's ``--data DIR``) if given, then ``$NNET_DATA`` if set and
-    not empty, then the user cache: ``$XDG_CACHE_HOME/nnet``, or ``~/.cache/nnet`` when
-    ``XDG_CACHE_HOME`` is unset or empty. The environment is read at each call; a folder
-    named twice is listed once.
-    """
-    dirs: list[Path] = []
-    if data is not None and str(data) != "":
-        dirs.append(Path(data).expanduser())
-    env = os.environ.get("NNET_DATA", "")
-    if env:
-        dirs.append(Path(env).expanduser())
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    if xdg:
-        dirs.append(Path(xdg).expanduser() / "nnet")
-    else:
-        try:
-            dirs.append(Path.home() / ".cache" / "nnet")
-        except RuntimeError:  # no home directory to be found
-            pass
-    unique: list[Path] = []
-    for d in dirs:
-        if d not in unique:
-            unique.append(d)
-    return unique
+    """The data directories to search, most specific first: ``data`` (``--data DIR``),
+    ``$NNET_DATA``, the user cache, each if given and not empty. The environment is read at
+    each call; a folder named twice is listed once."""
+    given = (data, os.environ.get("NNET_DATA"))
+    dirs = [Path(d).expanduser() for d in given if d is not None and str(d) != ""]
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    try:
+        dirs.append(Path(xdg).expanduser() / "nnet" if xdg else Path.home() / ".cache" / "nnet")
+    except RuntimeError:  # no home directory to be found
+        pass
+    return list(dict.fromkeys(dirs))
 
 
 def _present(folder: Path, filename: str) -> Path | None:
     """The file ``filename`` in ``folder``, gzip-compressed or not, or None if absent."""
-    for candidate in (filename, filename.removesuffix(".gz")):
-        p = folder / candidate
-        if p.is_file():
-            return p
-    return None
+    candidates = (folder / filename, folder / filename.removesuffix(".gz"))
+    return next((p for p in candidates if p.is_file()), None)
 
 
 def _missing(folder: Path, filenames: Sequence[str]) -> list[str]:
@@ -186,141 +183,62 @@ def _missing(folder: Path, filenames: Sequence[str]) -> list[str]:
 
 def locate(name: str, data: str | os.PathLike[str] | None = None) -> Path | None:
     """The first ``<dir>/<name>/`` among :func:`data_dirs` that holds all four files, or None."""
-    spec = get_spec(name)
-    for d in data_dirs(data):
-        folder = d / name
-        if not _missing(folder, list(spec.files)):
-            return folder
-    return None
+    get_spec(name)
+    return next((d / name for d in data_dirs(data) if not _missing(d / name, FILES)), None)
 
 
 # --------------------------------------------------------------------------- downloading
 
 
-class _LocalError(Exception):
-    """Writing the download to disk failed: not the mirror's fault, so no use trying others."""
+_BAR = {"unit": "B", "unit_scale": True, "unit_divisor": 1024, "leave": False}
 
 
-def _url(mirror: str, filename: str) -> str:
-    return (mirror if mirror.endswith("/") else mirror + "/") + filename
+class _MirrorError(Exception):
+    """A mirror failed to serve a file (the message says how): the next one is tried."""
 
 
-def _reason(e: BaseException, timeout: float) -> str:
-    if isinstance(e, urllib.error.HTTPError):
-        return f"HTTP {e.code} {e.reason}"
-    if isinstance(e, urllib.error.URLError):
-        r = e.reason
-        if isinstance(r, TimeoutError):
-            return f"timed out after {timeout:g} s"
-        if isinstance(r, OSError):
-            return f"cannot connect ({r.strerror or r})"
-        return str(r)
-    if isinstance(e, TimeoutError):
-        return f"timed out after {timeout:g} s"
-    return str(e) or type(e).__name__
+def _remote(request: Callable[[], Any], timeout: float) -> Any:
+    """``request()``, a call to a mirror, its failures raised as :class:`_MirrorError`."""
+    try:
+        return request()
+    except urllib.error.HTTPError as e:
+        raise _MirrorError(f"HTTP {e.code} {e.reason}") from e
+    except (OSError, http.client.HTTPException, ValueError) as e:  # ValueError: a bad URL
+        reason = e.reason if isinstance(e, urllib.error.URLError) else e
+        if isinstance(reason, TimeoutError):
+            raise _MirrorError(f"timed out after {timeout:g} s") from e
+        if isinstance(e, urllib.error.URLError) and isinstance(reason, OSError):
+            raise _MirrorError(f"cannot connect ({reason.strerror or reason})") from e
+        raise _MirrorError(str(reason) or type(e).__name__) from e
 
 
-def _fetch_one(
-    url: str, folder: Path, filename: str, md5: str, *, progress: bool, timeout: float
-) -> None:
-    """Download ``url`` to ``folder/filename`` if its md5 is ``md5``; raise on any failure.
+def _fetch(url: str, dest: Path, md5: str, *, progress: bool, timeout: float) -> None:
+    """Download ``url`` to ``dest`` through a temporary file, kept only if its md5 is ``md5``.
 
-    The bytes go to a temporary file in ``folder`` that is moved into place only once
-    verified, and removed on every failure (KeyboardInterrupt included).
+    What the mirror does wrong raises :class:`_MirrorError`; what the disk does, OSError.
     """
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{filename}.", suffix=".part")
-    except OSError as e:
-        raise _LocalError(f"cannot create a file in {folder} ({e.strerror or e})") from e
-    tmp = Path(tmp_name)
-    try:
-        os.chmod(tmp, new_file_mode(folder / filename))
-        with os.fdopen(fd, "wb") as out:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                length = response.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
-                digest = hashlib.md5()
-                with tqdm(
-                    total=total,
-                    unit="B",
-                    unit_scale=True,
-                    unit_divisor=1024,
-                    desc=filename,
-                    file=sys.stderr,
-                    disable=not progress,
-                    leave=False,
-                ) as bar:
-                    while True:
-                        chunk = response.read(_DOWNLOAD_CHUNK)
-                        if not chunk:
-                            break
-                        digest.update(chunk)
-                        try:
-                            out.write(chunk)
-                        except OSError as e:
-                            raise _LocalError(f"cannot write {tmp} ({e.strerror or e})") from e
-                        bar.update(len(chunk))
-        got = digest.hexdigest()
-        if got != md5:
-            raise ValueError(f"md5 {got} does not match the expected {md5}")
-        os.replace(tmp, folder / filename)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with (
+        atomic_write(dest) as out,
+        _remote(lambda: urllib.request.urlopen(url, timeout=timeout), timeout) as response,
+    ):
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        digest = hashlib.md5()
+        with tqdm(desc=dest.name, total=total, disable=not progress, **_BAR) as bar:
+            while chunk := _remote(lambda: response.read(CHUNK), timeout):
+                digest.update(chunk)
+                out.write(chunk)
+                bar.update(len(chunk))
+        if digest.hexdigest() != md5:
+            raise _MirrorError(f"md5 {digest.hexdigest()} does not match the expected {md5}")
 
 
-def _supply_by_hand(name: str, missing: Sequence[str], folder: Path) -> str:
+def _by_hand(name: str, missing: Sequence[str], folder: Path) -> str:
     return (
         f"to supply the files by hand, put {', '.join(missing)} (gzip-compressed, or "
         f"uncompressed without .gz) in {folder}, or point --data DIR or NNET_DATA at a folder "
         f"that holds {name}/"
     )
-
-
-def _download(
-    name: str,
-    target: Path,
-    *,
-    mirrors: Sequence[str] | None,
-    files: Mapping[str, str] | None,
-    progress: bool,
-    timeout: float,
-) -> Path:
-    spec = get_spec(name)
-    mirrors = tuple(spec.mirrors if mirrors is None else mirrors)
-    files = dict(spec.files if files is None else files)
-    folder = Path(target) / name
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DownloadError(
-            f"cannot create the folder {folder} to download {name} into "
-            f"({e.strerror or e}); {_supply_by_hand(name, list(files), folder)}."
-        ) from e
-    for filename, md5 in files.items():
-        if _present(folder, filename) is not None:
-            continue
-        failures: list[str] = []
-        for mirror in mirrors:
-            url = _url(mirror, filename)
-            try:
-                _fetch_one(url, folder, filename, md5, progress=progress, timeout=timeout)
-            except _LocalError as e:
-                raise DownloadError(
-                    f"downloading {url} failed: {e}; free some space or make {folder} "
-                    f"writable, or {_supply_by_hand(name, _missing(folder, list(files)), folder)}."
-                ) from e
-            except (OSError, http.client.HTTPException, ValueError) as e:
-                failures.append(f"{url}: {_reason(e, timeout)}")
-            else:
-                break
-        else:
-            tried = "; ".join(failures) if failures else "no mirrors were given"
-            raise DownloadError(
-                f"could not download {filename} of {name} from any mirror ({tried}); "
-                f"{_supply_by_hand(name, _missing(folder, list(files)), folder)}."
-            )
-    return folder
 
 
 def download(
@@ -342,62 +260,74 @@ def download(
     :class:`DownloadError` lists each mirror's failure and how to supply the files by hand.
     ``progress`` shows a progress bar per file on stderr; ``timeout`` is in seconds.
     """
-    return _download(
-        name, Path(target), mirrors=mirrors, files=files, progress=progress, timeout=timeout
-    )
+    spec = get_spec(name)
+    mirrors = spec.mirrors if mirrors is None else mirrors
+    files = spec.files if files is None else files
+    folder = Path(target) / name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DownloadError(
+            f"cannot create the folder {folder} to download {name} into "
+            f"({e.strerror or e}); {_by_hand(name, list(files), folder)}."
+        ) from e
+    for filename in _missing(folder, list(files)):
+        failures = []
+        for url in (mirror.rstrip("/") + "/" + filename for mirror in mirrors):
+            try:
+                _fetch(url, folder / filename, files[filename], progress=progress, timeout=timeout)
+                break
+            except _MirrorError as e:
+                failures.append(f"{url}: {e}")
+            except OSError as e:  # the disk's fault, not the mirror's: no use trying others
+                raise DownloadError(
+                    f"downloading {url} failed: cannot write in {folder} ({e.strerror or e}); "
+                    f"free some space or make {folder} writable, or "
+                    f"{_by_hand(name, _missing(folder, list(files)), folder)}."
+                ) from e
+        else:
+            tried = "; ".join(failures) or "no mirrors were given"
+            raise DownloadError(
+                f"could not download {filename} of {name} from any mirror ({tried}); "
+                f"{_by_hand(name, _missing(folder, list(files)), folder)}."
+            )
+    return folder
+
+
+_download = download  # for load, whose ``download`` flag hides the function
 
 
 # --------------------------------------------------------------------------- loading
 
 
-def _check_images(path: Path, x: np.ndarray) -> np.ndarray:
-    if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
-        raise IdxError(
-            f"{path} does not hold {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} images: expected uint8 "
-            f"of shape (N, {IMAGE_SHAPE[0]}, {IMAGE_SHAPE[1]}), found {x.dtype.name} of shape "
-            f"{x.shape}; replace it with the right file or delete it so nnet downloads a "
-            f"fresh copy."
-        )
-    if x.shape[0] == 0:
-        raise IdxError(
-            f"{path} holds no images; replace it with the right file or delete it so nnet "
-            f"downloads a fresh copy."
-        )
-    return x.reshape(x.shape[0], IMAGE_SHAPE[0] * IMAGE_SHAPE[1])
-
-
-def _check_labels(path: Path, y: np.ndarray, n_images: int, images: Path) -> np.ndarray:
+def _read_split(spec: DatasetSpec, folder: Path, images: str, labels: str) -> list[np.ndarray]:
+    """[images (N, n_inputs), labels (N,)], each file checked for structure."""
     fix = "replace it with the right file or delete it so nnet downloads a fresh copy"
+    paths = [_present(folder, images), _present(folder, labels)]
+    for p, filename in zip(paths, (images, labels), strict=True):
+        if p is None:  # removed since it was located
+            raise IdxError(f"{folder / filename} does not exist; put the file back or download it.")
+    x, y = (read_idx(p) for p in paths)
+    side = spec.side
+    if x.dtype != np.uint8 or x.shape[1:] != (side, side):
+        raise IdxError(
+            f"{paths[0]} does not hold {side}x{side} images: expected uint8 of shape "
+            f"(N, {side}, {side}), found {x.dtype.name} of shape {x.shape}; {fix}."
+        )
+    if len(x) == 0:
+        raise IdxError(f"{paths[0]} holds no images; {fix}.")
     if y.dtype != np.uint8 or y.ndim != 1:
         raise IdxError(
-            f"{path} does not hold labels: expected uint8 of shape (N,), found "
+            f"{paths[1]} does not hold labels: expected uint8 of shape (N,), found "
             f"{y.dtype.name} of shape {y.shape}; {fix}."
         )
-    if y.shape[0] != n_images:
+    if len(y) != len(x):
         raise IdxError(
-            f"{path} holds {y.shape[0]} labels but {images} holds {n_images} images; {fix}."
+            f"{paths[1]} holds {len(y)} labels but {paths[0]} holds {len(x)} images; {fix}."
         )
-    top = int(y.max())
-    if top >= N_CLASSES:
-        raise IdxError(f"{path} holds label {top}, outside 0..{N_CLASSES - 1}; {fix}.")
-    return y
-
-
-def _lacks(folder: Path, filenames: Sequence[str]) -> str:
-    if not folder.is_dir():
-        return f"{folder} does not exist"
-    return f"{folder} lacks {', '.join(_missing(folder, filenames))}"
-
-
-def _read_split(folder: Path, images_name: str, labels_name: str) -> tuple[np.ndarray, ...]:
-    images = _present(folder, images_name)
-    labels = _present(folder, labels_name)
-    if images is None or labels is None:  # removed since it was located
-        missing = images_name if images is None else labels_name
-        raise IdxError(f"{folder / missing} does not exist; put the file back or download it.")
-    x = _check_images(images, read_idx(images))
-    y = _check_labels(labels, read_idx(labels), x.shape[0], images)
-    return x, y
+    if y.max() >= spec.n_classes:
+        raise IdxError(f"{paths[1]} holds label {y.max()}, outside 0..{spec.n_classes - 1}; {fix}.")
+    return [x.reshape(len(x), spec.n_inputs), y]
 
 
 def load(
@@ -407,13 +337,12 @@ def load(
     download: bool = True,
     progress: bool = True,
 ) -> Dataset:
-    """Load dataset ``name``, downloading it first if allowed and not found.
+    """Load dataset ``name`` from the first of :func:`data_dirs` that holds it.
 
-    Looks in :func:`data_dirs` (``data``, then ``$NNET_DATA``, then the user cache). If no
-    folder holds all four files and ``download`` is true, the missing files are downloaded
-    into the first data directory; otherwise :class:`DownloadError` says which files are
-    missing where. The files are then checked for structure (uint8 images (N, 28, 28),
-    uint8 labels 0..9, N alike), each problem an :class:`~nnet.data.idx.IdxError` naming the file.
+    If none does and ``download`` is true, the missing files are downloaded into the first
+    data directory; otherwise :class:`DownloadError` says which files are missing where.
+    Each structure problem (see the module docstring) is an :class:`~nnet.data.idx.IdxError`
+    naming the file.
     """
     spec = get_spec(name)
     folder = locate(name, data)
@@ -426,22 +355,20 @@ def load(
                 f"at a folder that holds {name}/."
             )
         if not download:
-            where = "; ".join(_lacks(d / name, list(spec.files)) for d in dirs)
+            where = "; ".join(
+                f"{d / name} lacks {', '.join(_missing(d / name, FILES))}"
+                if (d / name).is_dir()
+                else f"{d / name} does not exist"
+                for d in dirs
+            )
             raise DownloadError(
                 f"{name} was not found and downloading is off ({where}); "
-                f"{_supply_by_hand(name, list(spec.files), dirs[0] / name)}."
+                f"{_by_hand(name, FILES, dirs[0] / name)}."
             )
-        folder = _download(name, dirs[0], mirrors=None, files=None, progress=progress, timeout=30.0)
-    x_train, y_train = _read_split(folder, TRAIN_IMAGES, TRAIN_LABELS)
-    x_test, y_test = _read_split(folder, TEST_IMAGES, TEST_LABELS)
-    return Dataset(
-        name=name,
-        x_train=x_train,
-        y_train=y_train,
-        x_test=x_test,
-        y_test=y_test,
-        source=folder,
-    )
+        folder = _download(name, dirs[0], progress=progress)
+    train = _read_split(spec, folder, TRAIN_IMAGES, TRAIN_LABELS)
+    test = _read_split(spec, folder, TEST_IMAGES, TEST_LABELS)
+    return Dataset(name, *train, *test, source=folder)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -449,12 +376,11 @@ def load(
 
 def _float_dtype(dtype: str | np.dtype | type) -> np.dtype:
     try:
-        dt = np.dtype(dtype)
+        if (dt := np.dtype(dtype)).kind == "f":
+            return dt
     except TypeError:
-        dt = None
-    if dt is None or dt.kind != "f":
-        raise NnetError(f"unsupported dtype {dtype!r}: expected a float type like float32.")
-    return dt
+        pass
+    raise NnetError(f"unsupported dtype {dtype!r}: expected a float type like float32.")
 
 
 def to_inputs(
@@ -471,21 +397,16 @@ def to_inputs(
         raise NnetError(f"to_inputs expects uint8 images; got {images.dtype.name}.")
     dt = _float_dtype(dtype)
     if not with_bias:
-        out = images.astype(dt)
-        out /= dt.type(255)
-        return out
+        return np.divide(images, dt.type(255), dtype=dt)
     if images.ndim != 2:
         raise NnetError(f"to_inputs with_bias expects (N, D) images; got shape {images.shape}.")
     full = np.empty((images.shape[0], images.shape[1] + 1), dtype=dt)
     full[:, -1] = 1
-    out = full[:, :-1]
-    out[...] = images
-    out /= dt.type(255)
-    return out
+    return np.divide(images, dt.type(255), out=full[:, :-1], dtype=dt)
 
 
 def one_hot(
-    labels: np.ndarray, n_classes: int = N_CLASSES, dtype: str | np.dtype | type = "float32"
+    labels: np.ndarray, n_classes: int = MNIST.n_classes, dtype: str | np.dtype | type = "float32"
 ) -> np.ndarray:
     """Labels (N,) with values 0..n_classes-1 as one-hot rows, shape (N, n_classes)."""
     labels = np.asarray(labels)
@@ -500,9 +421,7 @@ def one_hot(
         raise NnetError(
             f"labels must lie in 0..{n_classes - 1}; found {labels.min()}..{labels.max()}."
         )
-    out = np.zeros((labels.shape[0], n_classes), dtype=_float_dtype(dtype))
-    out[np.arange(labels.shape[0]), labels] = 1
-    return out
+    return np.eye(n_classes, dtype=_float_dtype(dtype))[labels]
 
 
 def split_validation(
@@ -527,7 +446,6 @@ def split_validation(
         raise NnetError(
             f"split_validation needs a numpy.random.Generator; got {type(rng).__name__}."
         )
-    perm = rng.permutation(n)
-    val = np.sort(perm[:n_val])
-    train = np.sort(perm[n_val:])
-    return x[train], y[train], x[val], y[val]
+    val = np.zeros(n, dtype=bool)
+    val[rng.permutation(n)[:n_val]] = True
+    return x[~val], y[~val], x[val], y[val]

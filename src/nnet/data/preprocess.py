@@ -20,13 +20,9 @@ center of the 28x28 field". :func:`to_mnist` follows it step by step:
 
 Center-of-mass convention: pixel ``[r, c]`` sits at coordinates ``(r, c)`` (row, column;
 no half-pixel offset), so the center of mass is ``(sum_r r * mass_r, sum_c c * mass_c) /
-mass``. Measured on the 10,000 MNIST test digits this way, the mean center of mass is
-(13.99, 14.01) with standard deviation 0.29 in each coordinate: exactly what an integer shift
-towards (14, 14) leaves (a uniform rounding error on [-0.5, 0.5] has std 0.289).
-
-:func:`load_image` reads a file (any format Pillow reads, or a ``.npy`` array) and applies
-:func:`to_mnist`; every problem with the file raises :class:`nnet.errors.NnetError` naming
-the path.
+mass``. Measured this way, MNIST's own digits sit around (14, 14), spread as whole-pixel
+shifts leave them (tests/test_preprocess.py re-measures it).
+:func:`load_image` does the same to an image file or a ``.npy`` array.
 """
 
 from __future__ import annotations
@@ -38,31 +34,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from nnet.data.datasets import MNIST
 from nnet.errors import NnetError
 
-Array = np.ndarray
-
-SIDE = 28  # MNIST images are SIDE x SIDE
+SIDE = MNIST.side  # MNIST images are SIDE x SIDE
 BOX_SIZE = 20  # the digit is scaled so its longer side is BOX_SIZE
-CENTER = (14.0, 14.0)  # target center of mass (row, column), pixel [r, c] at (r, c)
+CENTER = SIDE / 2  # target center of mass, in rows and in columns; pixel [r, c] at (r, c)
 INK_THRESHOLD = 0.1  # ink below this fraction of the strongest ink is background
 MIN_CONTRAST = 0.1  # strongest ink (above the background, on [0, 1]) for there to be a digit
 VALUE_SLACK = 1e-6  # rounding error tolerated (and clipped) outside [0, 1] in to_mnist
 MAX_PIXELS = 50_000_000  # larger images (or .npy arrays) are refused before decoding
-MNIST_SHAPES = ((SIDE, SIDE), (SIDE * SIDE,), (1, SIDE * SIDE))  # .npy taken as-is
+MNIST_SHAPES = ((SIDE, SIDE), (MNIST.n_inputs,), (1, MNIST.n_inputs))  # .npy taken as-is
 
 
-def to_mnist(gray: Array) -> Array:
-    """An MNIST-style (28, 28) float64 image in [0, 1] (white digit on black, max 1).
-
-    ``gray`` is a 2-D grayscale picture with values in [0, 1], of either polarity (a dark
-    digit on a light background is inverted). Raises NnetError if it is not such an array
-    or shows no digit. See the module docstring for the recipe and its conventions.
-    """
-    return _to_mnist(gray, "the image")
-
-
-def load_image(path: str | os.PathLike[str]) -> Array:
+def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     """The picture at ``path`` as a (28, 28) float64 MNIST input in [0, 1], white on black.
 
     Any format Pillow reads: EXIF orientation applied, transparency composited over white,
@@ -71,163 +56,140 @@ def load_image(path: str | os.PathLike[str]) -> Array:
     a grayscale picture and goes through :func:`to_mnist`. Arrays of uint8, or with values
     above 1, are read as 0..255. Raises NnetError naming the path for every problem.
     """
-    p = Path(path)
-    shown = str(path)
+    p, shown = Path(path), str(path)
+    npy = p.suffix.lower() == ".npy"
     try:
         exists, is_dir = p.exists(), p.is_dir()
-    except (OSError, ValueError) as exc:  # e.g. a NUL byte or a name too long
+    except (OSError, ValueError) as exc:  # e.g. a name too long
         raise NnetError(f"cannot read {shown}: {_one_line(exc)}; check the path.") from None
     if not exists:
         raise NnetError(f"cannot read {shown}: no such file; check the path.")
     if is_dir:
         raise NnetError(f"cannot read {shown}: it is a folder; give the path of an image file.")
-    if p.suffix.lower() == ".npy":
-        return _load_npy(p, shown)
-    return _to_mnist(_read_picture(p, shown), shown)
+    try:
+        if npy and p.stat().st_size > 8 * MAX_PIXELS + 4096:  # float64 values plus a header
+            raise NnetError(
+                f"cannot read {shown}: the file is larger than an array of "
+                f"{MAX_PIXELS // 1_000_000} megapixels; scale the picture down first."
+            )
+        picture = np.load(p, allow_pickle=False) if npy else _read_picture(p, shown)
+    except NnetError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise NnetError(f"cannot read {shown}: {_why(exc, npy)}.") from None
+    return _from_npy(picture, shown) if npy else to_mnist(picture, shown)
 
 
 # ----------------------------------------------------------------- reading files
-def _read_picture(p: Path, shown: str) -> Array:
-    """The image file at ``p`` as a 2-D float64 grayscale array in [0, 1]."""
-    try:
-        with warnings.catch_warnings():
-            # Pillow warns about (and refuses) huge images itself; MAX_PIXELS is stricter.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
-                width, height = im.size  # read from the header; nothing is decoded yet
-                if width * height > MAX_PIXELS:
-                    raise NnetError(
-                        f"cannot read {shown}: the image is {width}x{height} pixels, more "
-                        f"than the {MAX_PIXELS // 1_000_000} megapixels allowed; scale it "
-                        f"down first."
-                    )
-                im.load()
-                upright = ImageOps.exif_transpose(im)
-                return _grayscale(upright, shown)
-    except NnetError:
-        raise
-    except PermissionError:
-        raise NnetError(
-            f"cannot read {shown}: permission denied; check the file's permissions."
-        ) from None
-    except UnidentifiedImageError:
-        raise NnetError(
-            f"cannot read {shown}: it is not an image in a format nnet can read; "
-            f"save it as PNG or JPEG."
-        ) from None
-    except Image.DecompressionBombError:
-        raise NnetError(
-            f"cannot read {shown}: the image is too large to decode safely; scale it down first."
-        ) from None
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise NnetError(
-            f"cannot read {shown}: the image is damaged or unsupported ({_one_line(exc)}); "
-            f"save it again as PNG or JPEG."
-        ) from None
+def _read_picture(p: Path, shown: str) -> np.ndarray:
+    """The image file at ``p`` as a 2-D float64 grayscale array in [0, 1], upright."""
+    with warnings.catch_warnings():
+        # Pillow warns about (and refuses) huge images itself; MAX_PIXELS is stricter.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with Image.open(p) as im:
+            width, height = im.size  # read from the header; nothing is decoded yet
+            if width * height > MAX_PIXELS:
+                raise NnetError(
+                    f"cannot read {shown}: the image is {width}x{height} pixels, more "
+                    f"than the {MAX_PIXELS // 1_000_000} megapixels allowed; scale it "
+                    f"down first."
+                )
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            if im.mode.startswith("I") or im.mode == "F":  # 16- or 32-bit integers, or floats
+                a = _numbers(np.asarray(im), shown)
+                top = 65535.0 if im.mode.startswith("I;16") else a.max(initial=0.0)
+                full = 1.0 if im.mode == "F" and top <= 1 else 255.0 if top <= 255 else 65535.0
+                return np.clip(a / full, 0.0, 1.0)
+            if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+                white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(white, im.convert("RGBA"))
+            return np.asarray(im.convert("L"), dtype=np.float64) / 255.0
 
 
-def _grayscale(im: Image.Image, shown: str) -> Array:
-    """A decoded Pillow image as float64 grayscale in [0, 1], transparency over white."""
-    if im.mode.startswith("I;16"):
-        return np.asarray(im, dtype=np.float64) / 65535.0
-    if im.mode in ("I", "F"):
-        a = np.asarray(im, dtype=np.float64)
-        if not np.isfinite(a).all():
-            raise NnetError(f"cannot use {shown}: it has NaN or infinite pixel values.")
-        top = a.max(initial=0.0)
-        full = 1.0 if im.mode == "F" and top <= 1 else 255.0 if top <= 255 else 65535.0
-        return np.clip(a / full, 0.0, 1.0)
-    if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(white, rgba)
-    return np.asarray(im.convert("L"), dtype=np.float64) / 255.0
-
-
-def _load_npy(p: Path, shown: str) -> Array:
-    """A ``.npy`` file as a (28, 28) MNIST input (see :func:`load_image`)."""
-    try:
-        too_big = p.stat().st_size > 8 * MAX_PIXELS + 4096  # float64 values plus a header
-    except OSError as exc:
-        raise NnetError(f"cannot read {shown}: {_one_line(exc)}; check the file.") from None
-    if too_big:
-        raise NnetError(
-            f"cannot read {shown}: the file is larger than an array of "
-            f"{MAX_PIXELS // 1_000_000} megapixels; scale the picture down first."
-        )
-    try:
-        loaded = np.load(p, allow_pickle=False)
-    except PermissionError:
-        raise NnetError(
-            f"cannot read {shown}: permission denied; check the file's permissions."
-        ) from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise NnetError(
-            f"cannot read {shown}: it is not a plain NumPy .npy array ({_one_line(exc)}); "
-            f"save it with numpy.save."
-        ) from None
+def _from_npy(loaded: np.ndarray | np.lib.npyio.NpzFile, shown: str) -> np.ndarray:
+    """What ``np.load`` read from a ``.npy`` file, as a (28, 28) MNIST input."""
     if not isinstance(loaded, np.ndarray):  # an .npz archive under a .npy name
         loaded.close()
         raise NnetError(
             f"cannot read {shown}: it is an .npz archive, not a single array; "
             f"save one array with numpy.save."
         )
-    arr = loaded
-    if arr.dtype.kind not in "buif":
+    a = _numbers(loaded, shown)
+    mnist = a.shape in MNIST_SHAPES
+    if not mnist and a.ndim != 2:
         raise NnetError(
-            f"cannot use {shown}: its values are of type {arr.dtype}, not numbers; "
-            f"save an array of integers or floats."
-        )
-    mnist = arr.shape in MNIST_SHAPES
-    if not mnist and arr.ndim != 2:
-        raise NnetError(
-            f"cannot use {shown}: it has shape {arr.shape}; expected a 28x28 or 784-element "
+            f"cannot use {shown}: it has shape {a.shape}; expected a 28x28 or 784-element "
             f"MNIST image or a 2-D grayscale picture."
         )
-    a = arr.astype(np.float64)
-    if not np.isfinite(a).all():
-        raise NnetError(f"cannot use {shown}: it contains NaN or infinite values; fix the array.")
     if a.size and a.min() < 0:
         raise NnetError(
             f"cannot use {shown}: it has negative values; pixels must be in 0..1 or 0..255."
         )
-    if arr.dtype == np.uint8 or (a.size and a.max() > 1):
+    if loaded.dtype == np.uint8 or (a.size and a.max() > 1):
         a = a / 255.0
     if a.size and a.max() > 1:
         raise NnetError(
             f"cannot use {shown}: it has values above 255; pixels must be in 0..1 or 0..255."
         )
     if not mnist:
-        return _to_mnist(a, shown)
-    a = a.reshape(SIDE, SIDE)
+        return to_mnist(a, shown)
     if a.max() == 0:
         raise NnetError(f"cannot use {shown}: the image is all black and has no digit.")
+    return a.reshape(SIDE, SIDE)
+
+
+def _numbers(a: np.ndarray, shown: str) -> np.ndarray:
+    """``a`` as finite float64 numbers; NnetError naming ``shown`` otherwise."""
+    if a.dtype.kind not in "buif":
+        raise NnetError(
+            f"cannot use {shown}: its values are of type {a.dtype}, not numbers; "
+            f"give integers or floats."
+        )
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        raise NnetError(f"cannot use {shown}: it contains NaN or infinite values.")
     return a
+
+
+def _why(exc: BaseException, npy: bool) -> str:
+    """Why a file could not be read, and what to do, for ``exc`` raised reading it."""
+    if isinstance(exc, PermissionError):
+        return "permission denied; check the file's permissions"
+    if isinstance(exc, UnidentifiedImageError):
+        return "it is not an image in a format nnet can read; save it as PNG or JPEG"
+    if isinstance(exc, Image.DecompressionBombError):
+        return "the image is too large to decode safely; scale it down first"
+    detail = _one_line(exc)
+    if npy:
+        return f"it is not a plain NumPy .npy array ({detail}); save it with numpy.save"
+    return f"the image is damaged or unsupported ({detail}); save it again as PNG or JPEG"
 
 
 def _one_line(exc: BaseException) -> str:
     """An exception's message on one line, without a trailing period."""
-    text = " ".join(str(exc).split()).rstrip(".")
-    return text or type(exc).__name__
+    return " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
 
 
 # ----------------------------------------------------------------- the MNIST recipe
-def _to_mnist(gray: Array, shown: str) -> Array:
-    """:func:`to_mnist`, naming ``shown`` in its errors."""
+def to_mnist(gray: np.ndarray, name: str = "the image") -> np.ndarray:
+    """An MNIST-style (28, 28) float64 image in [0, 1] (white digit on black, max 1).
+
+    ``gray`` is a 2-D grayscale picture with values in [0, 1], of either polarity (a dark
+    digit on a light background is inverted). Raises NnetError, calling the picture
+    ``name``, if it is not such an array or shows no digit. See the module docstring for
+    the recipe and its conventions.
+    """
     g = np.asarray(gray)
     if g.ndim != 2 or g.size == 0:
         raise NnetError(
-            f"cannot use {shown}: a grayscale picture must be a non-empty 2-D array; "
+            f"cannot use {name}: a grayscale picture must be a non-empty 2-D array; "
             f"got shape {g.shape}."
         )
-    if g.dtype.kind not in "buif":
-        raise NnetError(f"cannot use {shown}: pixel values must be numbers; got {g.dtype}.")
-    g = g.astype(np.float64)
-    if not np.isfinite(g).all():
-        raise NnetError(f"cannot use {shown}: it contains NaN or infinite pixel values.")
+    g = _numbers(g, name)
     if g.min() < -VALUE_SLACK or g.max() > 1 + VALUE_SLACK:
         raise NnetError(
-            f"cannot use {shown}: grayscale values must lie in [0, 1]; "
+            f"cannot use {name}: grayscale values must lie in [0, 1]; "
             f"got [{g.min():g}, {g.max():g}] (divide 0..255 values by 255)."
         )
     g = np.clip(g, 0.0, 1.0)
@@ -243,7 +205,7 @@ def _to_mnist(gray: Array, shown: str) -> Array:
     peak = float(ink.max())
     if peak < MIN_CONTRAST:
         raise NnetError(
-            f"cannot use {shown}: the image has no digit (it is blank or nearly uniform); "
+            f"cannot use {name}: the image has no digit (it is blank or nearly uniform); "
             f"draw a digit that contrasts with the background."
         )
     ink[ink < INK_THRESHOLD * peak] = 0.0
@@ -264,16 +226,16 @@ def _to_mnist(gray: Array, shown: str) -> Array:
 
     # 5. full-intensity strokes.
     top = float(ink.max())
-    if top <= 0:  # cannot happen for non-negative ink with a positive peak; be safe
-        raise NnetError(f"cannot use {shown}: the image has no digit after resizing.")
+    if top <= 0:  # not seen for non-negative ink with a positive peak; kept against NaN
+        raise NnetError(f"cannot use {name}: the image has no digit after resizing.")
     ink = ink / top
 
     # 6. center of mass to CENTER by an integer shift, the digit kept inside the field.
     mass = ink.sum()
     cy = float(np.arange(new_h) @ ink.sum(axis=1)) / mass
     cx = float(np.arange(new_w) @ ink.sum(axis=0)) / mass
-    top_row = int(np.clip(np.floor(CENTER[0] - cy + 0.5), 0, SIDE - new_h))
-    left_col = int(np.clip(np.floor(CENTER[1] - cx + 0.5), 0, SIDE - new_w))
+    top_row = int(np.clip(np.floor(CENTER - cy + 0.5), 0, SIDE - new_h))
+    left_col = int(np.clip(np.floor(CENTER - cx + 0.5), 0, SIDE - new_w))
     out = np.zeros((SIDE, SIDE), dtype=np.float64)
     out[top_row : top_row + new_h, left_col : left_col + new_w] = ink
     return out
