@@ -22,6 +22,7 @@ Center-of-mass convention: pixel ``[r, c]`` sits at coordinates ``(r, c)`` (row,
 no half-pixel offset), so the center of mass is ``(sum_r r * mass_r, sum_c c * mass_c) /
 mass``. Measured this way, MNIST's own digits sit around (14, 14), spread as whole-pixel
 shifts leave them (tests/test_preprocess.py re-measures it).
+
 :func:`load_image` does the same to an image file or a ``.npy`` array.
 """
 
