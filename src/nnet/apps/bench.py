@@ -1,46 +1,33 @@
 """``nnet bench``: every engine, PyTorch and the raw GEMM, measured side by side in one run.
 
-Two configurations:
-
-- ``seed``: the notes' experiment (784-16-16-10, sigmoid, the notes' MSE, SGD lr 10 with
-  momentum 0.5, batch 1000), for all four engines and PyTorch;
-- ``mlp800``: 784-800-800-10, ReLU, softmax cross-entropy, Adam (lr 1e-3), batch 128, for
-  backprop and PyTorch.
-
-Each row is seconds per epoch of MNIST training (60 000 samples; the real MNIST when it is
-on disk, otherwise random data of the same shape, which takes the same time): the median
-of ``repeats`` whole epochs for the fast engines, or — for the slow ones, marked
-``extrapolated`` — the median time of a measured number of samples scaled to 60 000. An
-epoch is what ``nnet train`` does per epoch: gather each shuffled batch, forward, gradient,
-loss and accuracy bookkeeping, optimizer step (PyTorch: the same loop with its autograd and
-optimizer, same thread count). GFLOP/s counts the engine's own arithmetic (see
-:func:`flops_per_sample`) per second of the whole epoch; engine GFLOP/s divides the same
-count by the time spent computing gradients only (forward and backward, not the optimizer,
-the batch gathering or the bookkeeping); ``peak_mib`` is how far the process's resident
-memory rose above where it stood when the measurement began (Linux: VmHWM after resetting it through
-/proc/self/clear_refs). The ``gemm`` row is NumPy's float32 (128x784)@(784x800) GFLOP/s,
-the ceiling a batch-128 MLP step can approach.
+Two configurations (``CONFIGS``): ``seed``, the notes' experiment, for all four engines
+and PyTorch; ``mlp800``, a wide MLP trained with Adam, for backprop and PyTorch (``ROWS``).
+Each row times MNIST training epochs (the real MNIST when on disk, else random data of the
+same shape, which takes the same time) as ``nnet train`` runs them: gather each shuffled
+batch, forward, gradient, loss and accuracy bookkeeping, optimizer step; PyTorch runs the
+same loop with its autograd and optimizer on as many threads. The columns are defined at
+:class:`Row`; docs/performance.md says what was measured with them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
-from nnet.core.network import Network
-from nnet.training.loop import Split, Trainer
-from nnet.training.optim import SGD, Adam
-
 Array = np.ndarray
+Run = Callable[[int], float]  # trains n samples; returns the seconds computing gradients
 
 EPOCH = 60000  # MNIST training samples
+NAN = float("nan")
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "seed": {
@@ -67,21 +54,20 @@ ROWS: list[tuple[str, str, int | None]] = [
 
 @dataclass
 class Row:
-    engine: str
+    """One line of the table; NaN where a column does not apply (the gemm row)."""
+
+    engine: str  # an nnet engine, "pytorch", or "gemm": NumPy's float32 GEMM, the ceiling
     config: str
     arch: str
     batch: int
     dtype: str
-    seconds_per_epoch: float
+    seconds_per_epoch: float  # median of the repeats, scaled to EPOCH samples if extrapolated
     samples_per_s: float
-    gflops: float
-    engine_gflops: float
-    peak_mib: float
-    extrapolated: bool
+    gflops: float  # flops_per_sample x samples / seconds of the whole epoch
+    engine_gflops: float  # the same count / seconds computing gradients (forward, backward)
+    peak_mib: float  # rise of resident memory during the repeats, after a warm-up (Linux)
+    extrapolated: bool  # timed on a few samples instead of whole epochs (the slow engines)
     measured: str
-
-
-# ----------------------------------------------------------------------------- helpers
 
 
 def flops_per_sample(engine: str, sizes: Sequence[int]) -> float:
@@ -98,7 +84,7 @@ def flops_per_sample(engine: str, sizes: Sequence[int]) -> float:
     n = list(sizes)
     fwd = sum(2 * (n[k] + 1) * n[k + 1] for k in range(L))
     if engine in ("backprop", "pytorch"):
-        return 2 * fwd + sum(2 * n[k] * n[k + 1] for k in range(1, L))
+        return float(2 * fwd + sum(2 * n[k] * n[k + 1] for k in range(1, L)))
     total = fwd
     for k in range(L):
         outer = (n[k] + 1) * n[k + 1]
@@ -113,44 +99,16 @@ def flops_per_sample(engine: str, sizes: Sequence[int]) -> float:
     return float(total)
 
 
-class PeakMemory:
-    """How far resident memory rises above its level at ``start()``, in MiB (Linux)."""
-
-    def __init__(self) -> None:
-        self.base = 0
-
-    @staticmethod
-    def _status(key: str) -> int:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])  # kB
-        return 0
-
-    def start(self) -> None:
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # reset the high-water mark VmHWM to the current RSS
-        except OSError:
-            pass
-        self.base = self._status("VmRSS")
-
-    def peak_mib(self) -> float:
-        try:
-            return max(0, self._status("VmHWM") - self.base) / 1024
-        except OSError:
-            return float("nan")
-
-
 def threads() -> int:
-    try:
+    """The CPU cores this process may run on (PyTorch is given the same number)."""
+    if hasattr(os, "sched_getaffinity"):  # Linux
         return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    return os.cpu_count() or 1
 
 
-def training_data(dtype: str, data: str | None) -> tuple[np.ndarray, np.ndarray, str]:
-    """60 000 MNIST training inputs and labels if on disk, else random ones of that shape."""
+def training_data(dtype: str, data: str | None) -> tuple[Array, Array, str]:
+    """60 000 MNIST training inputs and labels if on disk, else random ones of that shape,
+    and which of the two it is."""
     from nnet.data.datasets import load, locate, to_inputs
 
     if locate("mnist", data) is not None:
@@ -162,77 +120,59 @@ def training_data(dtype: str, data: str | None) -> tuple[np.ndarray, np.ndarray,
     return x, rng.integers(0, 10, EPOCH), "random data of MNIST's shape"
 
 
-# ----------------------------------------------------------------------------- runners
+def nnet_runner(config: dict[str, Any], engine: str, x: Array, y: Array, dtype: str) -> Run:
+    """Training of the first n samples (one pass) with nnet's Trainer: the one place this
+    module uses the network and training code."""
+    from nnet.core.network import Network
+    from nnet.training.loop import Split, Trainer
+    from nnet.training.optim import SGD, Adam
 
-
-def nnet_runner(config: dict[str, Any], engine: str, x: Array, y: Array, dtype: str):
-    """A function training ``n`` samples (a whole epoch when n = len(x)) with nnet."""
-    net = Network(
-        config["sizes"], config["activation"], loss=config["loss"], init=config["init"],
-        seed=0, dtype=dtype,
-    )  # fmt: skip
-    if config["optimizer"] == "sgd":
-        opt: Any = SGD(momentum=config["momentum"])
-    else:
-        opt = Adam()
+    net = Network(config["sizes"], config["activation"], loss=config["loss"],
+                  init=config["init"], seed=0, dtype=dtype)  # fmt: skip
+    opt = SGD(momentum=config["momentum"]) if config["optimizer"] == "sgd" else Adam()
+    trainer = Trainer(net, opt, lr=config["lr"], batch_size=config["batch"], epochs=1,
+                      rng=np.random.default_rng(0), engine=engine)  # fmt: skip
     t = np.eye(10, dtype=dtype)[y]
-    trainer = Trainer(
-        net, opt, lr=config["lr"], batch_size=config["batch"], epochs=1,
-        rng=np.random.default_rng(0), engine=engine,
-    )  # fmt: skip
-
-    splits: dict[int, Split] = {}  # one per size, so the trainer's [x, 1] copy is made once
+    splits: dict[int, Split] = {}  # one per n: the trainer's [x, 1] copy of a subset is kept
 
     def run(n: int) -> float:
-        split = splits.setdefault(n, Split(x[:n], t[:n], y[:n]))
-        trainer.progress = None
-        row = trainer.run_epoch(split)
-        return row["engine_seconds"] if row else float("nan")
+        result = trainer.run_epoch(splits.setdefault(n, Split(x[:n], t[:n], y[:n])))
+        assert result is not None  # None only when a stop flag ends the pass early
+        return result["engine_seconds"]
 
     return run
 
 
-def torch_runner(config: dict[str, Any], x: Array, y: Array, dtype: str):
+def torch_runner(config: dict[str, Any], x: Array, y: Array, dtype: str) -> Run | None:
     """The same training loop in PyTorch (CPU), or None when torch is not installed."""
     try:
         import torch
     except ImportError:
         return None
+    F, sizes, mse = torch.nn.functional, config["sizes"], config["loss"] == "mse"
     torch.set_num_threads(threads())
-    tdtype = torch.float32 if dtype == "float32" else torch.float64
     torch.manual_seed(0)
-    sizes = config["sizes"]
     act = torch.nn.Sigmoid if config["activation"] == "sigmoid" else torch.nn.ReLU
-    layers: list[Any] = []
-    for k in range(len(sizes) - 1):
-        layers.append(torch.nn.Linear(sizes[k], sizes[k + 1]))
-        if k < len(sizes) - 2 or config["loss"] == "mse":
-            layers.append(act())
-    model = torch.nn.Sequential(*layers).to(tdtype)
+    # a Linear and an activation per layer, but cross_entropy applies its own softmax
+    layers = [m for a, b in pairwise(sizes) for m in (torch.nn.Linear(a, b), act())]
+    tdtype = getattr(torch, dtype)
+    model = torch.nn.Sequential(*(layers if mse else layers[:-1])).to(tdtype)
     if config["optimizer"] == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=config["lr"], momentum=config["momentum"])
     else:
         opt = torch.optim.Adam(model.parameters(), lr=config["lr"])
-    tx = torch.from_numpy(x)
-    ty = torch.from_numpy(y)
-    tt = torch.nn.functional.one_hot(ty, 10).to(tdtype)
-    mse = config["loss"] == "mse"
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    targets = F.one_hot(ty, 10).to(tdtype) if mse else ty
+    loss_fn = F.mse_loss if mse else F.cross_entropy
     bs = config["batch"]
 
     def run(n: int) -> float:
-        perm = torch.randperm(n)
         engine = 0.0
-        for s in range(0, n, bs):
-            idx = perm[s : s + bs]
-            xb, yb = tx[idx], (tt[idx] if mse else ty[idx])
+        for idx in torch.randperm(n).split(bs):
+            xb, tb = tx[idx], targets[idx]
             opt.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
-            out = model(xb)
-            if mse:
-                loss = torch.nn.functional.mse_loss(out, yb)
-            else:
-                loss = torch.nn.functional.cross_entropy(out, yb)
-            loss.backward()
+            loss_fn(model(xb), tb).backward()
             engine += time.perf_counter() - t0
             opt.step()
         return engine
@@ -240,70 +180,45 @@ def torch_runner(config: dict[str, Any], x: Array, y: Array, dtype: str):
     return run
 
 
-def measure(run: Callable[[int], float], n: int, repeats: int) -> tuple[float, float, float]:
-    """(median seconds of run(n), median engine seconds, peak MiB) after one warm-up."""
-    run(min(n, 2000) if n > 2000 else n)  # warm-up: buffers, BLAS threads, caches
-    mem = PeakMemory()
-    mem.start()
-    times, engine = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        engine.append(run(n))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), statistics.median(engine), mem.peak_mib()
+def _timed(f: Callable[..., Any], *args: Any) -> tuple[float, Any]:
+    """(seconds f(*args) took, what it returned)."""
+    start = time.perf_counter()
+    out = f(*args)
+    return time.perf_counter() - start, out
 
 
-def summary(rows: Sequence[Row]) -> list[str]:
-    """The ratios the rows are for, in words (only those the rows allow)."""
-    by = {(r.config, r.engine): r for r in rows}
-    lines = []
-    for config in CONFIGS:
-        bp, pt = by.get((config, "backprop")), by.get((config, "pytorch"))
-        if bp and pt:
-            lines.append(
-                f"{config}: backprop takes {bp.seconds_per_epoch / pt.seconds_per_epoch:.2f} x "
-                "PyTorch's time per epoch"
-            )
-    bp, fp, gemm = (
-        by.get(("seed", "backprop")),
-        by.get(("seed", "frontprop")),
-        by.get(("mlp800", "gemm")),
-    )
-    if bp and fp:
-        lines.append(
-            f"seed: frontprop takes {fp.seconds_per_epoch / bp.seconds_per_epoch:.2f} x "
-            "backprop's time per epoch"
-        )
-    big = by.get(("mlp800", "backprop"))
-    if big and gemm:
-        lines.append(
-            f"mlp800: backprop reaches {100 * big.gflops / gemm.gflops:.0f} % of the NumPy "
-            f"float32 GEMM's {gemm.gflops:.0f} GFLOP/s over the whole epoch, and "
-            f"{100 * big.engine_gflops / gemm.gflops:.0f} % while computing gradients"
-        )
-    mx = by.get(("seed", "matrix"))
-    if mx:
-        lines.append(
-            f"seed: matrix takes {mx.seconds_per_epoch:.1f} s per epoch (extrapolated), "
-            f"peak {mx.peak_mib:.0f} MiB"
-        )
-    rc = by.get(("seed", "recursive"))
-    if rc:
-        lines.append(f"seed: recursive takes {rc.seconds_per_epoch / EPOCH:.2f} s per sample")
-    return lines
+def _proc_kib(key: str) -> float:
+    """The field ``key`` of /proc/self/status in KiB; NaN where there is none (not Linux)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(float(line.split()[1]) for line in f if line.startswith(key + ":"))
+    except (OSError, StopIteration):
+        return NAN
 
 
-def gemm_gflops(repeats: int = 50) -> float:
+def measure(run: Run, n: int, repeats: int, warmup: int) -> tuple[float, float, float]:
+    """(median seconds of run(n), median of the engine seconds it returns, peak MiB) over
+    ``repeats`` runs, after one run(warmup): buffers, BLAS threads, caches, data copies."""
+    run(warmup)
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the high-water mark VmHWM to the current RSS
+    base = _proc_kib("VmRSS")
+    seconds, engine = zip(*(_timed(run, n) for _ in range(repeats)), strict=True)
+    peak = max(_proc_kib("VmHWM") - base, 0.0) / 1024
+    return statistics.median(seconds), statistics.median(engine), peak
+
+
+def gemm_row(repeats: int = 50) -> Row:
+    """NumPy's float32 GFLOP/s on mlp800's first-layer product (batch x #0) @ (#0 x #1), the
+    ceiling its training can approach: the median of ``repeats`` products, after one."""
+    m, (k, n) = CONFIGS["mlp800"]["batch"], CONFIGS["mlp800"]["sizes"][:2]
     rng = np.random.default_rng(0)
-    a = rng.random((128, 784), dtype=np.float32)
-    b = rng.random((784, 800), dtype=np.float32)
+    a, b = rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32)
     a @ b
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - start)
-    return 2 * 128 * 784 * 800 / statistics.median(times) / 1e9
+    seconds = statistics.median(_timed(np.matmul, a, b)[0] for _ in range(repeats))
+    g = 2 * m * k * n / seconds / 1e9
+    return Row("gemm", "mlp800", f"{m}x{k} @ {k}x{n}", m, "float32", NAN, NAN, g, g, NAN, False,
+               f"{repeats} products")  # fmt: skip
 
 
 def run_bench(
@@ -315,58 +230,66 @@ def run_bench(
     data: str | None = None,
     report: Callable[[Row], None] | None = None,
 ) -> tuple[list[Row], str]:
-    """Measure every selected row in this process, one after the other."""
+    """Measure every selected row in this process, one after the other, then the gemm row;
+    ``report`` gets each row as soon as it is measured. Returns the rows and the data's name.
+    """
     x, y, source = training_data(dtype, data)
     rows: list[Row] = []
-    for config_name, engine, samples in ROWS:
-        if config_name not in configs or (engines is not None and engine not in engines):
+    report = report or (lambda row: None)
+    for name, engine, samples in ROWS:
+        if name not in configs or (engines is not None and engine not in engines):
             continue
-        config = CONFIGS[config_name]
+        config = CONFIGS[name]
         if engine == "pytorch":
             run = torch_runner(config, x, y, dtype)
-            if run is None:
-                continue
         else:
             run = nnet_runner(config, engine, x, y, dtype)
-        n = len(x) if samples is None else samples
-        seconds, engine_seconds, peak = measure(run, n, repeats)
-        per_epoch = seconds * len(x) / n
-        flops = flops_per_sample(engine, config["sizes"]) * len(x)
-        row = Row(
-            engine=engine,
-            config=config_name,
-            arch="-".join(map(str, config["sizes"])),
-            batch=config["batch"],
-            dtype=dtype,
-            seconds_per_epoch=per_epoch,
-            samples_per_s=len(x) / per_epoch,
-            gflops=flops / per_epoch / 1e9,
-            engine_gflops=flops / (engine_seconds * len(x) / n) / 1e9,
-            peak_mib=peak,
-            extrapolated=samples is not None,
-            measured=f"{repeats} x {n} samples",
-        )
-        rows.append(row)
-        if report is not None:
-            report(row)
-    g = gemm_gflops()
-    gemm = Row("gemm", "mlp800", "128x784 @ 784x800", 128, "float32", float("nan"),
-               float("nan"), g, g, float("nan"), False, "50 products")  # fmt: skip
-    rows.append(gemm)
-    if report is not None:
-        report(gemm)
+        if run is None:
+            continue
+        n = samples or len(x)
+        # a slow row warms up on the samples it measures, so that their copy is not counted
+        seconds, engine_seconds, peak = measure(run, n, repeats, warmup=samples or 2000)
+        flops = flops_per_sample(engine, config["sizes"]) * n
+        rows.append(Row(
+            engine=engine, config=name, arch="-".join(map(str, config["sizes"])),
+            batch=config["batch"], dtype=dtype, seconds_per_epoch=seconds * len(x) / n,
+            samples_per_s=n / seconds, gflops=flops / seconds / 1e9,
+            engine_gflops=flops / engine_seconds / 1e9, peak_mib=peak,
+            extrapolated=samples is not None, measured=f"{repeats} x {n} samples",
+        ))  # fmt: skip
+        report(rows[-1])
+    rows.append(gemm_row())
+    report(rows[-1])
     return rows, source
 
 
-def format_row(row: Row) -> str:
-    sec = "" if np.isnan(row.seconds_per_epoch) else f"{row.seconds_per_epoch:10.3f}"
-    sps = "" if np.isnan(row.samples_per_s) else f"{row.samples_per_s:10.0f}"
-    peak = "" if np.isnan(row.peak_mib) else f"{row.peak_mib:8.1f}"
-    mark = "*" if row.extrapolated else " "
-    return (
-        f"{row.engine:<10} {row.config:<7} {row.arch:<20} {row.batch:>5} {row.dtype:<8}"
-        f"{sec:>11}{mark} {sps:>10} {row.gflops:8.2f} {row.engine_gflops:8.2f} {peak:>8}"
-    )
+def summary(rows: Sequence[Row]) -> list[str]:
+    """The ratios the rows are for, in words (only those the rows allow)."""
+    by = {(r.config, r.engine): r for r in rows}
+    lines = []
+    for config, a, b in [("seed", "backprop", "pytorch"), ("mlp800", "backprop", "pytorch"),
+                         ("seed", "frontprop", "backprop")]:  # fmt: skip
+        ra, rb = by.get((config, a)), by.get((config, b))
+        if ra and rb:
+            lines.append(
+                f"{config}: {a} takes {ra.seconds_per_epoch / rb.seconds_per_epoch:.2f} x "
+                f"{'PyTorch' if b == 'pytorch' else b}'s time per epoch"
+            )
+    big, gemm = by.get(("mlp800", "backprop")), by.get(("mlp800", "gemm"))
+    if big and gemm:
+        lines.append(
+            f"mlp800: backprop reaches {100 * big.gflops / gemm.gflops:.0f} % of the NumPy "
+            f"float32 GEMM's {gemm.gflops:.0f} GFLOP/s over the whole epoch, and "
+            f"{100 * big.engine_gflops / gemm.gflops:.0f} % while computing gradients"
+        )
+    if mx := by.get(("seed", "matrix")):
+        lines.append(
+            f"seed: matrix takes {mx.seconds_per_epoch:.1f} s per epoch (extrapolated), "
+            f"peak {mx.peak_mib:.0f} MiB"
+        )
+    if rc := by.get(("seed", "recursive")):
+        lines.append(f"seed: recursive takes {rc.seconds_per_epoch / EPOCH:.2f} s per sample")
+    return lines
 
 
 HEADER = (
@@ -375,8 +298,21 @@ HEADER = (
 )
 
 
-def rows_json(rows: Sequence[Row]) -> str:
-    def clean(v: Any) -> Any:
-        return None if isinstance(v, float) and np.isnan(v) else v
+def format_row(row: Row) -> str:
+    """``row`` under ``HEADER``: NaN columns blank, ``*`` after an extrapolated time."""
 
-    return json.dumps([{k: clean(v) for k, v in asdict(r).items()} for r in rows])
+    def cell(value: float, spec: str) -> str:
+        return "" if np.isnan(value) else format(value, spec)
+
+    return (
+        f"{row.engine:<10} {row.config:<7} {row.arch:<20} {row.batch:>5} {row.dtype:<8}"
+        f"{cell(row.seconds_per_epoch, '10.3f'):>11}{'*' if row.extrapolated else ' '} "
+        f"{cell(row.samples_per_s, '10.0f'):>10} {row.gflops:8.2f} {row.engine_gflops:8.2f} "
+        f"{cell(row.peak_mib, '8.1f'):>8}"
+    )
+
+
+def rows_json(rows: Sequence[Row]) -> str:
+    """The rows as a JSON list of objects, NaN as null."""
+    nan_to_none = [{k: None if v != v else v for k, v in asdict(r).items()} for r in rows]
+    return json.dumps(nan_to_none)  # v != v only for NaN
