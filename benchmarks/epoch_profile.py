@@ -44,7 +44,7 @@ def epoch_parts(data: str | None) -> None:
     net = Network(config["sizes"], config["activation"], loss=config["loss"],
                   init=config["init"], seed=0)  # fmt: skip
     opt = Adam()
-    trainer = Trainer(net, opt, lr=config["lr"], batch_size=config["batch"], epochs=1,
+    trainer = Trainer.gradient(net, opt, lr=config["lr"], batch_size=config["batch"], epochs=1,
                       rng=np.random.default_rng(0))  # fmt: skip
     split = Split(x, np.eye(10, dtype=np.float32)[y], y)
     step = opt.step

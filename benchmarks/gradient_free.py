@@ -121,20 +121,19 @@ def why(es_model: Path, data: str | None) -> None:
     import numpy as np
 
     import nnet
-    from nnet.data.datasets import load, one_hot, to_inputs
+    from nnet.data.datasets import MNIST, load, one_hot, to_inputs
     from nnet.experiment import build
     from nnet.training.evolution import es_gradient, flatten
     from nnet.training.presets import TRAINER_DEFAULTS, settings_for
 
     defaults = TRAINER_DEFAULTS["evolution"]
     pairs, sigma = defaults["population"] // 2, defaults["sigma"]
-    settings = {**settings_for("seed", trainer="evolution"), "preset": "seed"}
-    start = build(settings, data=data, progress=False).net
+    start = build(settings_for("seed", trainer="evolution"), data=data, progress=False).net
     dataset = load("mnist", data, progress=False)
     rng = np.random.default_rng(0)
     idx = rng.choice(len(dataset.x_train), 1000, replace=False)
     x = to_inputs(dataset.x_train[idx], "float32")
-    t = one_hot(dataset.y_train[idx], 10, "float32")
+    t = one_hot(dataset.y_train[idx], MNIST.n_classes, "float32")
     cos = {}
     for label, net in (("initial", start), ("trained", nnet.load(es_model))):
         true = flatten(nnet.gradients(net, x, t)).astype(np.float64)

@@ -48,16 +48,16 @@ def ws(tmp_path_factory) -> Path:
     fake_mnist(ws / "data" / "mnist")
     net = nnet.Network([784, 8, 10], seed=0)
     net.meta = {"task": "classifier", "dataset": "mnist"}
-    net.save(ws / "model.npz")
+    nnet.save(net, ws / "model.npz")
     ae = nnet.Network([784, 8, 784], seed=0)
     ae.meta = {"task": "autoencoder", "dataset": "mnist"}
-    ae.save(ws / "ae.npz")
-    nnet.Network([700, 10], seed=0).save(ws / "m700.npz")
+    nnet.save(ae, ws / "ae.npz")
+    nnet.save(nnet.Network([700, 10], seed=0), ws / "m700.npz")
     (ws / "notes.txt").write_text("not a model")
     (ws / "truncated.npz").write_bytes((ws / "model.npz").read_bytes()[:300])
     bad = nnet.Network([784, 8, 10], seed=0)
     bad.weights[1][0, 0] = np.nan
-    bad.save(ws / "nan.npz")
+    nnet.save(bad, ws / "nan.npz")
     with np.load(ws / "model.npz") as npz:
         arrays = {k: npz[k] for k in npz.files}
     meta = json.loads(str(arrays["meta"][()]))

@@ -63,13 +63,16 @@ def trained(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     y = data.y_train[:20000]
     x_test, y_test = to_inputs(data.x_test), data.y_test
     net = nnet.Network([784, 64, 10], "relu", loss="cross_entropy", seed=0)
-    trainer = Trainer(net, Adam(), lr=2e-3, batch_size=100, epochs=2, rng=np.random.default_rng(0))
+    trainer = Trainer.gradient(
+        net, Adam(), lr=2e-3, batch_size=100, epochs=2, rng=np.random.default_rng(0)
+    )
     test = Split(x_test, one_hot(y_test), y_test)
     history = trainer.fit(Split(x, one_hot(y), y), {"test": test})
     _, accuracy = evaluate(net, test)
     assert accuracy is not None and accuracy >= 0.90, accuracy
     path = tmp_path_factory.mktemp("browser") / "model.npz"
-    net.save(
+    nnet.save(
+        net,
         path,
         {
             "task": "classifier",

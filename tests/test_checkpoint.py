@@ -127,14 +127,14 @@ def test_divergence_stops_at_once_and_touches_no_file(mnist_dir, tmp_path):
 
 def test_killing_a_save_half_way_leaves_the_old_file_intact(tmp_path):
     path = tmp_path / "model.npz"
-    nnet.Network([784, 10], seed=0).save(path)
+    nnet.save(nnet.Network([784, 10], seed=0), path)
     before = path.read_bytes()
     script = (
         "import nnet, sys\n"
         "net = nnet.Network([784, 2000, 2000, 10], seed=1)\n"
         "print('ready', flush=True)\n"
         "while True:\n"
-        f"    net.save({str(path)!r})\n"
+        f"    nnet.save(net, {str(path)!r})\n"
     )
     for delay in (0.05, 0.2, 0.4, 0.7):
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -161,7 +161,7 @@ def test_killing_a_save_half_way_leaves_the_old_file_intact(tmp_path):
     ],
 )
 def test_damaged_checkpoints_get_one_clear_error(mnist_dir, tmp_path, damage, message):
-    from nnet.files.checkpoint import resume
+    from nnet.experiment import resume
     from nnet.files.model_file import ModelFileError
 
     ck = tmp_path / "c.npz"

@@ -261,7 +261,7 @@ def test_missing_data_offline_says_what_to_do(tmp_path):
 )
 def test_bad_files_for_evaluate_and_predict(args, message, tmp_path):
     (tmp_path / "notes.txt").write_text("not a model")
-    nnet.Network([784, 10], seed=0).save(tmp_path / "model.npz")
+    nnet.save(nnet.Network([784, 10], seed=0), tmp_path / "model.npz")
     before = (tmp_path / "model.npz").read_bytes()
     out = run(*args, cwd=tmp_path)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr

@@ -15,8 +15,8 @@ import pytest
 import nnet
 from nnet.apps.cli import main
 from nnet.training.evolution import (
-    EvolutionTrainer,
-    GeneticTrainer,
+    EvolutionUpdate,
+    GeneticUpdate,
     bernoulli_positions,
     centered_ranks,
     es_gradient,
@@ -56,7 +56,8 @@ def genetic(seed=0, epochs=5, **kw):
         population=30, mutation_rate=0.1, mutation_scale=0.3, crossover_rate=0.5, elite=2
     )
     settings.update(kw)
-    return GeneticTrainer(net, SGD(), batch_size=50, epochs=epochs, rng=train, **settings)
+    update = GeneticUpdate(net, rng=train, **settings)
+    return Trainer(net, update, batch_size=50, epochs=epochs, rng=train)
 
 
 def evolution(seed=0, epochs=5, **kw):
@@ -64,7 +65,8 @@ def evolution(seed=0, epochs=5, **kw):
     net = nnet.Network([4, 8, 3], "sigmoid", init="author", seed=init, dtype="float64")
     settings = dict(population=40, sigma=0.1, lr=0.05)
     settings.update(kw)
-    return EvolutionTrainer(net, Adam(), batch_size=50, epochs=epochs, rng=train, **settings)
+    update = EvolutionUpdate(net, Adam(), rng=train, **settings)
+    return Trainer(net, update, batch_size=50, epochs=epochs, rng=train)
 
 
 # ----------------------------------------------------------------------------- the population pass
@@ -166,8 +168,8 @@ def test_same_network_different_trainer_seed_differs():
     data = blobs()
     a = genetic(seed=5, epochs=2)
     b = genetic(seed=5, epochs=2)
-    b.rng = np.random.default_rng(99)
-    b.members = b._initial_population()
+    b.rng = b.update.rng = np.random.default_rng(99)
+    b.update.members = b.update.initial_population(b.net)
     a.fit(data), b.fit(data)
     assert not np.array_equal(a.net.weights[0], b.net.weights[0])
 
@@ -199,7 +201,9 @@ def test_rows_have_the_keys_of_gradient_training():
     data, test = blobs(), blobs(seed=1)
     init, train = streams(0)
     net = nnet.Network([4, 8, 3], "sigmoid", seed=init, dtype="float64")
-    rows = Trainer(net, SGD(), lr=1.0, batch_size=50, epochs=1, rng=train).fit(data, {"test": test})
+    rows = Trainer.gradient(net, SGD(), lr=1.0, batch_size=50, epochs=1, rng=train).fit(
+        data, {"test": test}
+    )
     for make in (genetic, evolution):
         other = make(epochs=1).fit(data, {"test": test})
         assert set(other[0]) == set(rows[0]) == ROWS_KEYS
@@ -210,25 +214,28 @@ def test_rows_have_the_keys_of_gradient_training():
 def test_genetic_keeps_the_elite_and_the_best_is_the_network():
     data = blobs()
     trainer = genetic(epochs=1, elite=3)
-    x1 = np.hstack([data.x[:50], np.ones((50, 1))])
-    before = trainer.members.copy()
-    loss, _ = trainer._generation(x1, data.t[:50])
+    fp = trainer.net.workspace(50)
+    fp.x[...] = data.x[:50]
+    before = trainer.update.members.copy()
+    tallied = []
+    trainer.update.step(trainer.net, fp, data.t[:50], None, lambda O, s, t: tallied.append(s))
+    loss = tallied[0] / 50
     O = population_forward(trainer.net, before, data.x[:50])
     losses = member_losses(trainer.net, O, data.t[:50])
     order = np.argsort(losses, kind="stable")
-    np.testing.assert_array_equal(trainer.members[:3], before[order[:3]])
+    np.testing.assert_array_equal(trainer.update.members[:3], before[order[:3]])
     np.testing.assert_array_equal(flatten(trainer.net.weights), before[order[0]])
     assert loss == losses[order[0]]
 
 
 def test_settings_for_lays_trainer_defaults_under_explicit_flags():
     ga = settings_for("seed", {"population": 12}, "genetic")
-    assert ga["trainer"] == "genetic" and ga["population"] == 12
-    assert ga["mutation_rate"] is not None and ga["sigma"] is None
+    assert ga.trainer == "genetic" and ga.population == 12
+    assert ga.mutation_rate is not None and ga.sigma is None
     es = settings_for("seed", {"lr": 0.5}, "evolution")
-    assert es["optimizer"] == "adam" and es["lr"] == 0.5 and es["sigma"] is not None
-    assert settings_for("seed")["trainer"] == "gradient"
-    assert settings_for("seed")["lr"] == 10.0
+    assert es.optimizer == "adam" and es.lr == 0.5 and es.sigma is not None
+    assert settings_for("seed").trainer == "gradient"
+    assert settings_for("seed").lr == 10.0
 
 
 # ----------------------------------------------------------------------------- the command line
@@ -301,7 +308,7 @@ def test_bad_flags_are_one_line_exit_2(tmp_path, monkeypatch, capsys, argv, mess
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NNET_DATA", str(tmp_path / "no-data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "no-cache"))
-    nnet.Network([784, 8, 10], seed=0).save(tmp_path / "model.npz")
+    nnet.save(nnet.Network([784, 8, 10], seed=0), tmp_path / "model.npz")
     try:
         code = main(["train", "--no-download", *argv])
     except SystemExit as exc:  # argparse's usage errors
@@ -329,12 +336,11 @@ def test_gradient_free_trainers_drop_what_they_cannot_use():
     """--preset best has dropout; --trainer evolution/genetic bring their own settings."""
     for trainer in ("genetic", "evolution"):
         settings = settings_for("best", trainer=trainer)
-        assert settings["dropout"] is None and settings["engine"] is None
+        assert settings.dropout is None and settings.engine is None
     init, train = streams(0)
     big = nnet.Network([784, 800, 800, 10], "relu", seed=init)
     with pytest.raises(nnet.errors.NnetError, match="smaller --population"):
-        EvolutionTrainer(big, Adam(), lr=0.01, population=200, sigma=0.02, batch_size=10,
-                         epochs=1, rng=train)  # fmt: skip
+        EvolutionUpdate(big, Adam(), rng=train, lr=0.01, population=200, sigma=0.02)
 
 
 # ----------------------------------------------------------------------------- plot --x seconds

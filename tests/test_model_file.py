@@ -21,7 +21,7 @@ def test_save_load_round_trip_is_exact(tmp_path, dtype):
     )
     net.meta = {"task": "classifier", "dataset": "mnist", "history": [{"epoch": 1}]}
     path = tmp_path / "m.npz"
-    net.save(path)
+    nnet.save(net, path)
     back = nnet.load(path)
     assert back.sizes == net.sizes and back.activations == net.activations
     assert back.loss.name == "cross_entropy" and back.dtype == np.dtype(dtype)
@@ -35,7 +35,7 @@ def test_save_load_round_trip_is_exact(tmp_path, dtype):
 
 def test_meta_is_plain_json_and_nothing_is_pickled(tmp_path):
     path = tmp_path / "m.npz"
-    nnet.Network([3, 2], seed=0).save(path)
+    nnet.save(nnet.Network([3, 2], seed=0), path)
     with np.load(path, allow_pickle=False) as npz:
         meta = json.loads(str(npz["meta"][()]))
         assert sorted(npz.files) == ["meta", "w0"]
@@ -100,7 +100,7 @@ def test_bad_model_files_get_one_clear_error(tmp_path, make, message):
 
 def test_truncated_model_file(tmp_path):
     path = tmp_path / "m.npz"
-    nnet.Network([50, 20, 10], seed=0).save(path)
+    nnet.save(nnet.Network([50, 20, 10], seed=0), path)
     data = path.read_bytes()
     for cut in (len(data) // 3, len(data) - 30):
         path.write_bytes(data[:cut])

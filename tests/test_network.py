@@ -29,20 +29,20 @@ def test_shapes_and_bias_row():
     x = np.random.default_rng(0).random((5, 784))
     O = net.forward(x)
     assert O.shape == (5, 10) and O.dtype == np.float32
+    fp = net.forward_pass(x)
+    np.testing.assert_array_equal(fp.O, O)
     for l in range(net.L + 1):
-        assert net.a[l].shape == (5, net.sizes[l] + 1)
-        assert np.all(net.a[l][:, -1] == 1.0)  # bias extension a^l_{#l} = 1
-    assert net.h[0] is None and net.h[1].shape == (5, 16)
+        assert fp.a[l].shape == (5, net.sizes[l] + 1)
+        assert np.all(fp.a[l][:, -1] == 1.0)  # bias extension a^l_{#l} = 1
+    assert fp.h[0] is None and fp.h[1].shape == (5, 16)
 
 
 def test_last_row_is_the_bias_of_the_next_layer():
     net = nnet.Network([3, 2, 2], "identity", seed=1, dtype="float64")
     x = np.array([[0.5, -1.0, 2.0]])
-    net.forward(x)
-    h1 = net.h[1].copy()
+    h1 = net.forward_pass(x).h[1]
     net.weights[0][3, 1] += 0.25  # row #0 = 3 is the bias row of w^0
-    net.forward(x)
-    assert np.allclose(net.h[1] - h1, [[0.0, 0.25]], atol=1e-15)
+    assert np.allclose(net.forward_pass(x).h[1] - h1, [[0.0, 0.25]], atol=1e-15)
 
 
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
@@ -146,15 +146,34 @@ def test_activation_into_a_buffer_equals_the_plain_call(activation):
     np.testing.assert_array_equal(out, g(h))
 
 
-def test_forward_returns_a_new_array_and_keeps_the_last_pass():
+def test_forward_passes_are_values_and_a_workspace_is_reused():
     net = nnet.Network([4, 3, 2], "tanh", seed=0, dtype="float64")
     rng = np.random.default_rng(1)
     x1, x2 = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
-    o1 = net.forward(x1)
-    o1_again = o1.copy()
+    p1 = net.forward_pass(x1)
+    o1 = p1.O.copy()
     o2 = net.forward(x2)
-    np.testing.assert_array_equal(o1, o1_again)  # not overwritten by the second pass
-    np.testing.assert_array_equal(net.a[2][:, :-1], o2)  # net.a holds the last pass
+    np.testing.assert_array_equal(p1.O, o1)  # a second pass does not touch the first
+    ws = net.workspace(5)
+    p2 = net.forward_pass(x2, ws=ws)
+    assert np.shares_memory(p2.O, ws.a[-1])  # written into the caller's workspace
+    np.testing.assert_array_equal(p2.O, o2)
+    small = net.forward_pass(x1[:3], ws=ws)  # fewer rows: a view of the same arrays
+    assert np.shares_memory(small.a[1], ws.a[1])
+    np.testing.assert_array_equal(small.O, o1[:3])
     copy = net.copy()
-    copy.forward(x1)
-    np.testing.assert_array_equal(net.a[2][:, :-1], o2)  # a copy has its own buffers
+    copy.weights[0][0, 0] += 1.0
+    np.testing.assert_array_equal(net.forward(x1), o1)  # a copy has its own weights
+
+
+def test_concurrent_forward_calls_do_not_interfere():
+    import concurrent.futures
+
+    net = nnet.Network([6, 8, 3], "sigmoid", seed=0, dtype="float64")
+    xs = [np.random.default_rng(i).random((50, 6)) for i in range(16)]
+    expected = [net.forward(x) for x in xs]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        for _ in range(20):
+            got = list(pool.map(net.forward, xs))
+            for e, g in zip(expected, got, strict=True):
+                np.testing.assert_array_equal(e, g)

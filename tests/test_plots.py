@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import nnet
 from nnet.apps.plots import (
     INSPECT_SIZES,
     MAX_WEIGHT_IMAGES,
@@ -123,11 +124,11 @@ def test_read_runs_names_runs_by_file_and_reads_model_history(tmp_path: Path) ->
     p2 = write_jsonl(tmp_path / "b" / "run.jsonl", rows)
     p3 = write_jsonl(tmp_path / "best.jsonl", rows)
     net = Network([4, 2], dtype="float64", seed=0)
-    net.save(tmp_path / "model.npz", {"history": rows})
+    nnet.save(net, tmp_path / "model.npz", {"history": rows})
     runs = read_runs([p1, p2, p3, tmp_path / "model.npz"])
     assert list(runs) == [str(p1), str(p2), "best", "model"]
     assert runs["model"] == rows
-    net.save(tmp_path / "bare.npz")
+    nnet.save(net, tmp_path / "bare.npz")
     with pytest.raises(NnetError, match="no training history"):
         read_runs([tmp_path / "bare.npz"])
 

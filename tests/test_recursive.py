@@ -12,9 +12,9 @@ from nnet.core.gradcheck import relative_error
 
 
 def dadw_for(net: nnet.Network, x: np.ndarray, *, strict: bool = True):
-    net.forward(x[None, :])
-    a = [a_l[0].tolist() for a_l in net.a]
-    gp = [None] + [net.gprime(l)[0].tolist() for l in range(1, net.L + 1)]
+    fp = net.forward_pass(x[None, :])
+    a = [a_l[0].tolist() for a_l in fp.a]
+    gp = [None] + [fp.gprime(l)[0].tolist() for l in range(1, net.L + 1)]
     w = [wk.tolist() for wk in net.weights]
     return make_dadw(net.sizes, w, a, gp, strict=strict)
 
@@ -26,8 +26,7 @@ def fd_dadw(net: nnet.Network, x: np.ndarray, l: int, q: int, k: int, i: int, j:
     values = []
     for v in (old + eps, old - eps):
         net.weights[k][i, j] = v
-        net.forward(x[None, :])
-        values.append(net.a[l][0, q])
+        values.append(net.forward_pass(x[None, :]).a[l][0, q])
     net.weights[k][i, j] = old
     return (values[0] - values[1]) / (2 * eps)
 
@@ -99,8 +98,8 @@ def test_shortcut_equals_the_general_recursion(net_x):
     """The k = l-2 case is only a speed-up: (2)'s 'else' branch gives the same number."""
     net, x = net_x
     dadw = dadw_for(net, x)
-    net.forward(x[None, :])
-    gp = [None] + [net.gprime(l)[0] for l in range(1, net.L + 1)]
+    fp = net.forward_pass(x[None, :])
+    gp = [None] + [fp.gprime(l)[0] for l in range(1, net.L + 1)]
     l, k = 3, 1
     for q in range(net.sizes[l]):
         for i in range(net.sizes[k] + 1):

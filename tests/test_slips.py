@@ -24,17 +24,16 @@ def s():
     net = nnet.Network(SIZES, "sigmoid", seed=0, dtype="float64")
     net.weights = [rng.normal(0, 1.0, w.shape) for w in net.weights]
     x = rng.normal(size=(1, SIZES[0]))
-    net.forward(x)
+    fp = net.forward_pass(x)
 
     class S:
         pass
 
     s = S()
     s.net, s.x, s.w = net, x, net.weights
-    # copies: net.a and net.h are buffers that the next forward pass overwrites
-    s.a = [a_l[0].copy() for a_l in net.a]
-    s.h = [None] + [h_l[0].copy() for h_l in net.h[1:]]
-    s.gp = [None] + [net.gprime(l)[0].copy() for l in range(1, net.L + 1)]
+    s.a = [a_l[0] for a_l in fp.a]
+    s.h = [None] + [h_l[0] for h_l in fp.h[1:]]
+    s.gp = [None] + [fp.gprime(l)[0] for l in range(1, net.L + 1)]
     s.dadw = make_dadw(
         SIZES,
         [w.tolist() for w in s.w],
@@ -52,10 +51,9 @@ def fd(s, l, q, k, i, j, what="a"):
     out = []
     for v in (old + eps, old - eps):
         net.weights[k][i, j] = v
-        net.forward(s.x)
-        out.append(net.a[l][0, q] if what == "a" else net.h[l][0, q])
+        fp = net.forward_pass(s.x)
+        out.append(fp.a[l][0, q] if what == "a" else fp.h[l][0, q])
     net.weights[k][i, j] = old
-    net.forward(s.x)
     return (out[0] - out[1]) / (2 * eps)
 
 

@@ -22,7 +22,7 @@ def blobs(n=240, seed=0, dtype="float64"):
 def make(seed=0, engine="backprop", dtype="float64", batch_size=32, epochs=5, **kw):
     rng_init, rng_train = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     net = nnet.Network([4, 8, 3], "sigmoid", seed=rng_init, dtype=dtype)
-    return Trainer(
+    return Trainer.gradient(
         net,
         SGD(momentum=0.5),
         lr=kw.pop("lr", 2.0),
@@ -74,17 +74,17 @@ def test_last_partial_batch_is_used():
 
 
 def test_each_epoch_shuffles_with_the_seeded_generator(monkeypatch):
-    import nnet.training.loop
+    from nnet.core.engines import ENGINE_FUNCTIONS
 
     data = blobs(n=12)
     seen: list[np.ndarray] = []
-    backprop = nnet.training.loop._ENGINES["backprop"]
+    backprop = ENGINE_FUNCTIONS["backprop"]
 
-    def recording(net, x, t, masks=None, out=None):
-        seen.append(x[:, 0].copy())
-        return backprop(net, x, t, masks=masks, out=out)
+    def recording(net, fp, t, out=None):
+        seen.append(fp.x[:, 0].copy())
+        return backprop(net, fp, t, out=out)
 
-    monkeypatch.setitem(nnet.training.loop._ENGINES, "backprop", recording)
+    monkeypatch.setitem(ENGINE_FUNCTIONS, "backprop", recording)
     trainer = make(seed=3, batch_size=12, epochs=2)
     expected_rng = np.random.default_rng(np.random.SeedSequence(3).spawn(2)[1])
     trainer.fit(data)
@@ -105,7 +105,7 @@ def test_adam_trains_too():
     data = blobs()
     rng = np.random.default_rng(0)
     net = nnet.Network([4, 8, 3], "relu", loss="cross_entropy", seed=rng, dtype="float64")
-    trainer = Trainer(net, Adam(), lr=0.01, batch_size=32, epochs=10, rng=rng)
+    trainer = Trainer.gradient(net, Adam(), lr=0.01, batch_size=32, epochs=10, rng=rng)
     assert trainer.fit(data, {"test": blobs(seed=2)})[-1]["test_accuracy"] > 0.95
 
 
@@ -180,17 +180,19 @@ def test_autoencoder_targets_survive_input_dropout(monkeypatch):
     x = rng.random((40, 6))
     data = Split(x, x, None)
     net = nnet.Network([6, 3, 6], "sigmoid", seed=0, dtype="float64")
-    trainer = Trainer(net, SGD(), lr=0.5, batch_size=40, epochs=1, rng=rng, dropout=[0.5, 0.0])
     seen = []
-    import nnet.training.loop as train_module
+    from nnet.core.engines import ENGINE_FUNCTIONS
 
-    backprop = train_module._ENGINES["backprop"]
+    backprop = ENGINE_FUNCTIONS["backprop"]
 
-    def recording(net, xb, tb, masks=None, out=None):
-        seen.append((tb.copy(), np.asarray(masks[0]).copy()))
-        return backprop(net, xb, tb, masks=masks, out=out)
+    def recording(net, fp, tb, out=None):
+        seen.append((tb.copy(), np.asarray(fp.masks[0]).copy()))
+        return backprop(net, fp, tb, out=out)
 
-    monkeypatch.setitem(train_module._ENGINES, "backprop", recording)
+    monkeypatch.setitem(ENGINE_FUNCTIONS, "backprop", recording)
+    trainer = Trainer.gradient(
+        net, SGD(), lr=0.5, batch_size=40, epochs=1, rng=rng, dropout=[0.5, 0.0]
+    )
     trainer.fit(data)
     targets, mask = seen[0]
     assert np.any(mask == 0)

@@ -130,8 +130,8 @@ def nnet_runner(config: dict[str, Any], engine: str, x: Array, y: Array, dtype: 
     net = Network(config["sizes"], config["activation"], loss=config["loss"],
                   init=config["init"], seed=0, dtype=dtype)  # fmt: skip
     opt = SGD(momentum=config["momentum"]) if config["optimizer"] == "sgd" else Adam()
-    trainer = Trainer(net, opt, lr=config["lr"], batch_size=config["batch"], epochs=1,
-                      rng=np.random.default_rng(0), engine=engine)  # fmt: skip
+    trainer = Trainer.gradient(net, opt, lr=config["lr"], batch_size=config["batch"], epochs=1,
+                               rng=np.random.default_rng(0), engine=engine)  # fmt: skip
     t = np.eye(10, dtype=dtype)[y]
     splits: dict[int, Split] = {}  # one per n: the trainer's [x, 1] copy of a subset is kept
 

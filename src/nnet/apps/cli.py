@@ -1,7 +1,8 @@
 """The ``nnet`` command line: one subcommand per job.
 
 Every problem a user can cause ends with one line ``nnet: error: ...`` and exit status 2,
-never a traceback.
+never a traceback. The flags of ``nnet train`` are the fields of
+:class:`~nnet.training.settings.Settings`, parsed and checked by the fields' own checks.
 """
 
 from __future__ import annotations
@@ -12,61 +13,85 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 
-from nnet.core.activations import ACTIVATIONS
 from nnet.core.engines import ENGINES
-from nnet.core.init import INITS
-from nnet.core.loss import LOSSES
-from nnet.core.network import DTYPES, Network, check_sizes
+from nnet.core.network import DTYPES, Network
 from nnet.data.datasets import DATASETS
 from nnet.errors import NnetError
-from nnet.experiment import one_or_list, to_split
 from nnet.training.loop import DivergenceError
-from nnet.training.optim import OPTIMIZERS, SCHEDULES
-from nnet.training.presets import PRESETS, TRAINER_DEFAULTS, TRAINER_SETTINGS, settings_for
+from nnet.training.presets import PRESETS, TRAINER_DEFAULTS, flag, settings_for
+from nnet.training.settings import (
+    FIELDS,
+    POSITIVE_INT,
+    TRAINER_SETTINGS,
+    Choice,
+    Many,
+    Number,
+    Settings,
+    flag_type,
+)
 from nnet.version import __version__
 
 # ----------------------------------------------------------------------------- arg types
 
 
-def sizes_arg(text: str) -> list[int]:
-    """'784,16,16,10' or '784-16-16-10' -> [784, 16, 16, 10]."""
-    parts = text.replace("-", ",").split(",")
-    try:
-        return check_sizes([int(p) for p in parts])
-    except (ValueError, NnetError) as exc:
-        msg = str(exc) if isinstance(exc, NnetError) else f"not a list of integers: {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
+def checked(check: Callable[[Any], Any]) -> Callable[[str], Any]:
+    """An argparse type from a settings check (``parse`` for text), its NnetError as the
+    usage error."""
+    parse = getattr(check, "parse", check)
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except NnetError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
 
 
-def names_arg(known: Sequence[str], what: str):
-    """A type for 'name' or 'name,name,...' where every name is in ``known``."""
+def path_arg(kind: str) -> Callable[[str], Path]:
+    """An argparse type for a path: ``"in"`` a readable file, ``"out"`` a file to write in an
+    existing, writable folder, ``"dir"`` a folder to write into (created if missing, its
+    parent must exist), ``"data"`` a data folder (need not exist)."""
 
-    def parse(text: str) -> list[str]:
-        names = text.split(",")
-        for n in names:
-            if n not in known:
-                raise argparse.ArgumentTypeError(
-                    f"unknown {what} {n!r}: expected one of {', '.join(known)}"
-                )
-        return names
+    def convert(text: str) -> Path:
+        path = Path(text)
 
-    return parse
+        def fail(message: str) -> NoReturn:
+            raise argparse.ArgumentTypeError(message)
+
+        if kind == "in":
+            if path.is_dir():
+                fail(f"{text} is a folder, not a file")
+            if not path.exists():
+                fail(f"{text} does not exist")
+            if not os.access(path, os.R_OK):
+                fail(f"{text} is not readable")
+        elif kind == "out":
+            if path.is_dir():
+                fail(f"{text} is a folder; give a file name")
+            if not path.parent.is_dir():
+                fail(f"the folder {path.parent} does not exist; create it first")
+            if not os.access(path.parent, os.W_OK):
+                fail(f"the folder {path.parent} is not writable")
+        elif path.exists() and not path.is_dir():
+            fail(f"{text} is a file; give " + ("a folder" if kind == "dir" else "the data folder"))
+        elif kind == "dir" and not path.exists() and not path.parent.is_dir():
+            fail(f"the folder {path.parent} does not exist; create it first")
+        return path
+
+    return convert
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def names(known: Sequence[str], what: str) -> Callable[[str], Any]:
+    """'name' or 'name,name,...' where every name is in ``known``, as a list."""
+    many = checked(Many(Choice(tuple(known), what)))
+    return lambda text: list(many(text))
 
 
 # ----------------------------------------------------------------------------- gradcheck
@@ -82,20 +107,15 @@ def add_gradcheck(sub: argparse._SubParsersAction) -> None:
             "differences and against the first engine."
         ),
     )
-    p.add_argument("--sizes", type=sizes_arg, default=[784, 16, 16, 10], help="e.g. 784,16,16,10")
-    p.add_argument(
-        "--activation",
-        type=names_arg(list(ACTIVATIONS), "activation"),
-        default=["sigmoid"],
-        help="one name, or one per layer 1..L separated by commas",
-    )
-    p.add_argument("--loss", choices=list(LOSSES), default="mse")
+    p.add_argument("--sizes", type=flag_type("sizes"), default=(784, 16, 16, 10))
+    p.add_argument("--activation", type=flag_type("activation"), default=("sigmoid",))
+    p.add_argument("--loss", type=flag_type("loss"), default="mse")
     p.add_argument("--dtype", choices=DTYPES, default="float64")
-    p.add_argument("--batch", type=positive_int, default=2, help="samples in the batch")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=checked(Number(int, 1, 100_000)), default=2, help="samples")
+    p.add_argument("--seed", type=flag_type("seed"), default=0)
     p.add_argument(
         "--engines",
-        type=names_arg(list(ENGINES), "engine"),
+        type=names(ENGINES, "engine"),
         default=list(ENGINES),
         help="engines to check, separated by commas (default: all)",
     )
@@ -115,15 +135,10 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     from nnet.core.gradcheck import check_engines
 
     rng = np.random.default_rng(args.seed)
-    net = Network(
-        args.sizes,
-        one_or_list(args.activation),
-        loss=args.loss,
-        seed=rng,
-        dtype=args.dtype,
-    )
-    x = rng.random((args.batch, args.sizes[0]))
-    t = np.eye(args.sizes[-1])[rng.integers(0, args.sizes[-1], args.batch)]
+    acts = args.activation[0] if len(args.activation) == 1 else list(args.activation)
+    net = Network(args.sizes, acts, loss=args.loss, seed=rng, dtype=args.dtype)
+    x = rng.random((args.batch, net.sizes[0]))
+    t = np.eye(net.sizes[-1])[rng.integers(0, net.sizes[-1], args.batch)]
     full = args.method == "full" or (args.method == "auto" and net.n_params <= 20000)
     seconds = {}
     for e in args.engines:
@@ -136,21 +151,16 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**report, "seconds": seconds, "tolerance": tol, "ok": ok}))
         return 0 if ok else 1
-    sizes = "-".join(map(str, net.sizes))
     print(
-        f"gradcheck: {sizes}, {','.join(dict.fromkeys(net.activations))}, loss {net.loss.name}, "
-        f"{net.dtype.name}, batch {args.batch}, seed {args.seed}; "
+        f"gradcheck: {'-'.join(map(str, net.sizes))}, {','.join(dict.fromkeys(net.activations))}"
+        f", loss {net.loss.name}, {net.dtype.name}, batch {args.batch}, seed {args.seed}; "
         f"{report['method']} central differences over {net.n_params} weights"
     )
     first = args.engines[0]
-    print(
-        f"{'engine':<10}  {'rel. error vs FD':>16}  {'rel. diff vs ' + first:>22}  {'seconds':>8}"
-    )
+    print(f"{'engine':<10}  {'rel. error vs FD':>16}  {'rel. diff vs ' + first:>22}  seconds")
     for e in args.engines:
-        print(
-            f"{e:<10}  {report['fd'][e]:>16.2e}  {report['agreement'][e]:>22.2e}  "
-            f"{seconds[e]:>8.4f}"
-        )
+        fd, agree = report["fd"][e], report["agreement"][e]
+        print(f"{e:<10}  {fd:>16.2e}  {agree:>22.2e}  {seconds[e]:>7.4f}")
     verdict = "PASS: every engine is" if ok else "FAIL: some engine is not"
     print(f"{verdict} within {tol:g} of finite differences")
     return 0 if ok else 1
@@ -158,131 +168,41 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- train
 
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and np.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (value >= 0 and np.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
+# The settings that are flags of nnet train (all but the preset and the task, which the
+# preset fixes), in the order --help lists them.
+RUN_FLAGS = tuple(k for k in FIELDS if k not in ("preset", "task"))
+POPULATION_FLAGS = tuple(dict.fromkeys(TRAINER_SETTINGS["genetic"] + TRAINER_SETTINGS["evolution"]))
+POPULATION_HELP = {
+    "population": "members per generation (genetic) or perturbations per step, even (evolution)",
+    "mutation_rate": "genetic: probability that a weight of a child is mutated",
+    "mutation_scale": "genetic: standard deviation of a mutation",
+    "crossover_rate": "genetic: probability that a child is a uniform crossover of its two "
+    "parents rather than a copy of one",
+    "elite": "genetic: best members kept unchanged in the next generation",
+    "sigma": "evolution: standard deviation of the weight perturbations",
+}
 
 
-def fraction_below_one(text: str) -> float:
-    value = nonnegative_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
-    return value
+def add_setting(p: argparse._ActionsContainer, key: str, help: str = "") -> None:
+    """The flag of the setting ``key``, parsed and checked by the field's check."""
+    check = FIELDS[key].metadata["check"]
+    if key == "nesterov":
+        p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+        return
+    choice = getattr(check, "inner", check)
+    help = help or FIELDS[key].metadata["help"] or None
+    if isinstance(choice, Choice):  # argparse lists the choices in --help and in errors
+        p.add_argument(flag(key), choices=list(choice.known), help=help)
+    else:
+        p.add_argument(flag(key), type=flag_type(key), help=help)
 
 
-def probability(text: str) -> float:
-    value = nonnegative_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text}")
-    return value
-
-
-def positive_probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text}")
-    return value
-
-
-def population_size(text: str) -> int:
-    value = positive_int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"a population needs at least 2 members, got {value}")
-    return value
-
-
-def rates_arg(text: str) -> list[float]:
-    """'0.2' or '0.2,0.5,0.5': dropout rates, each in [0, 1)."""
-    try:
-        return [fraction_below_one(part) for part in text.split(",")]
-    except argparse.ArgumentTypeError as exc:
-        raise argparse.ArgumentTypeError(f"dropout rates: {exc}") from None
-
-
-def nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def output_path(text: str) -> Path:
-    """A file path to write: its folder must exist and it must not be a folder."""
-    path = Path(text)
-    folder = path.parent
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name")
-    if not folder.is_dir():
-        raise argparse.ArgumentTypeError(f"the folder {folder} does not exist; create it first")
-    if not os.access(folder, os.W_OK):
-        raise argparse.ArgumentTypeError(f"the folder {folder} is not writable")
-    return path
-
-
-def output_dir(text: str) -> Path:
-    """A folder to write into: created if missing, but its parent must exist."""
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a file; give a folder")
-    if not path.exists() and not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(
-            f"the folder {path.parent} does not exist; create it first"
-        )
-    return path
-
-
-def input_file(text: str) -> Path:
-    """A file path to read: it must exist and be a readable file."""
-    path = Path(text)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a folder, not a file")
-    if not path.exists():
-        raise argparse.ArgumentTypeError(f"{text} does not exist")
-    if not os.access(path, os.R_OK):
-        raise argparse.ArgumentTypeError(f"{text} is not readable")
-    return path
-
-
-def data_dir(text: str) -> Path:
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text} is a file; give the data folder")
-    return path
-
-
-def add_data_flags(p: argparse.ArgumentParser, *, default_dataset: str | None) -> None:
-    p.add_argument(
-        "--dataset",
-        choices=list(DATASETS),
-        default=default_dataset,
-        help="mnist or fashion-mnist"
-        + (" (default: the model's)" if default_dataset is None else ""),
-    )
+def add_data_flags(p: argparse.ArgumentParser, *, dataset: bool = True) -> None:
+    if dataset:
+        add_setting(p, "dataset", "mnist or fashion-mnist (default: the model's)")
     p.add_argument(
         "--data",
-        type=data_dir,
+        type=path_arg("data"),
         metavar="DIR",
         help="data folder holding mnist/ or fashion-mnist/ (default: $NNET_DATA, then "
         "the user cache; downloaded there when missing)",
@@ -291,6 +211,12 @@ def add_data_flags(p: argparse.ArgumentParser, *, default_dataset: str | None) -
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
+    defaults = {
+        kind: ", ".join(
+            f"{flag(k)} {v}" for k, v in TRAINER_DEFAULTS[kind].items() if v is not None
+        )
+        for kind in ("genetic", "evolution")
+    }
     p = sub.add_parser(
         "train",
         help="train a network on MNIST (the notes' experiment by default)",
@@ -299,135 +225,45 @@ def add_train(sub: argparse._SubParsersAction) -> None:
             "experiment, --preset seed); flags given explicitly override it. "
             "--trainer genetic or evolution trains without gradients; it brings its own "
             "defaults for the settings it needs, laid over the preset, and flags given "
-            "explicitly still win: "
-            + "; ".join(
-                f"{kind}: "
-                + ", ".join(
-                    f"--{k.replace('_', '-')} {v}"
-                    for k, v in TRAINER_DEFAULTS[kind].items()
-                    if v is not None and k not in ("nesterov",)
-                )
-                for kind in ("genetic", "evolution")
-            )
-            + ". They compute no gradient, so --engine, --dropout and --checkpoint are "
-            "refused with them, and the genetic algorithm uses no optimizer or learning rate."
+            f"explicitly still win: genetic: {defaults['genetic']}; evolution: "
+            f"{defaults['evolution']}. They compute no gradient, so --engine, --dropout and "
+            "--checkpoint are refused with them, and the genetic algorithm uses no optimizer "
+            "or learning rate."
         ),
     )
     p.add_argument(
         "--preset", choices=list(PRESETS), help="the settings to start from (default seed)"
     )
-    p.add_argument("--sizes", type=sizes_arg, help="layer sizes, e.g. 784,16,16,10")
-    p.add_argument(
-        "--activation",
-        type=names_arg(list(ACTIVATIONS), "activation"),
-        help="one name, or one per layer 1..L separated by commas",
-    )
-    p.add_argument("--loss", choices=list(LOSSES))
-    p.add_argument(
-        "--init",
-        type=names_arg(list(INITS), "initialization"),
-        help=f"weight initialization, one name or one per layer: {', '.join(INITS)}",
-    )
-    p.add_argument("--engine", choices=list(ENGINES), help="gradient engine (default backprop)")
-    p.add_argument("--optimizer", choices=list(OPTIMIZERS))
-    p.add_argument("--epochs", type=positive_int)
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--lr", type=positive_float, help="learning rate")
-    p.add_argument("--momentum", type=fraction_below_one)
-    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--weight-decay", type=nonnegative_float)
-    p.add_argument(
-        "--dropout",
-        type=rates_arg,
-        help="dropout rate for every hidden layer, or one per layer 0..L-1 (input first)",
-    )
-    p.add_argument("--schedule", choices=list(SCHEDULES), help="learning-rate schedule")
-    p.add_argument("--warmup", type=nonnegative_float, help="epochs of linear warm-up")
-    p.add_argument("--val", type=nonnegative_int, help="training samples held out for validation")
-    p.add_argument(
-        "--patience",
-        type=nonnegative_int,
-        help="stop after this many epochs without a better validation loss (needs --val)",
-    )
-    p.add_argument(
-        "--train-samples",
-        type=positive_int,
-        metavar="N",
-        help="train on the first N training samples only (quick experiments); default all",
-    )
-    p.add_argument("--seed", type=int, help="seed of every random choice (default 0)")
-    p.add_argument("--dtype", choices=DTYPES, help="float32 (default) or float64")
+    for key in RUN_FLAGS:
+        if key not in POPULATION_FLAGS and key != "dataset":
+            add_setting(p, key)
     g = p.add_argument_group(
         "training without gradients",
         "one generation per mini-batch; the whole population is evaluated at once",
     )
-    g.add_argument(
-        "--trainer",
-        choices=list(TRAINER_SETTINGS),
-        help="gradient (default: backprop or --engine), genetic (a genetic algorithm) or "
-        "evolution (evolution strategies feeding --optimizer)",
-    )
-    g.add_argument(
-        "--population",
-        type=population_size,
-        metavar="P",
-        help="members per generation (genetic; default "
-        f"{TRAINER_DEFAULTS['genetic']['population']}) or perturbations per step, even "
-        f"(evolution; default {TRAINER_DEFAULTS['evolution']['population']})",
-    )
-    g.add_argument(
-        "--mutation-rate",
-        type=positive_probability,
-        metavar="R",
-        help="genetic: probability that a weight of a child is mutated "
-        f"(default {TRAINER_DEFAULTS['genetic']['mutation_rate']})",
-    )
-    g.add_argument(
-        "--mutation-scale",
-        type=positive_float,
-        metavar="S",
-        help="genetic: standard deviation of a mutation "
-        f"(default {TRAINER_DEFAULTS['genetic']['mutation_scale']})",
-    )
-    g.add_argument(
-        "--crossover-rate",
-        type=probability,
-        metavar="C",
-        help="genetic: probability that a child is a uniform crossover of its two parents "
-        f"rather than a copy of one (default {TRAINER_DEFAULTS['genetic']['crossover_rate']})",
-    )
-    g.add_argument(
-        "--elite",
-        type=nonnegative_int,
-        metavar="E",
-        help="genetic: best members kept unchanged in the next generation "
-        f"(default {TRAINER_DEFAULTS['genetic']['elite']})",
-    )
-    g.add_argument(
-        "--sigma",
-        type=positive_float,
-        help="evolution: standard deviation of the weight perturbations "
-        f"(default {TRAINER_DEFAULTS['evolution']['sigma']})",
-    )
-    add_data_flags(p, default_dataset=None)
-    p.add_argument("--out", type=output_path, default=Path("model.npz"), help="model file")
-    p.add_argument("--metrics", type=output_path, help="write one JSON object per epoch here")
+    for key in POPULATION_FLAGS:
+        kinds = [k for k in ("genetic", "evolution") if key in TRAINER_DEFAULTS[k]]
+        default = "; ".join(f"{k} default {TRAINER_DEFAULTS[k][key]}" for k in kinds)
+        add_setting(g, key, f"{POPULATION_HELP[key]} ({default})")
+    add_data_flags(p)
+    p.add_argument("--out", type=path_arg("out"), default=Path("model.npz"), help="model file")
+    p.add_argument("--metrics", type=path_arg("out"), help="write one JSON object per epoch here")
     p.add_argument(
         "--checkpoint",
-        type=output_path,
+        type=path_arg("out"),
         metavar="FILE",
         help="save everything needed to continue the run here, after every epoch and when "
         "stopped by Ctrl-C or SIGTERM",
     )
     p.add_argument(
         "--resume",
-        type=input_file,
+        type=path_arg("in"),
         metavar="FILE",
         help="continue the run saved in this checkpoint, with its own settings",
     )
     p.add_argument(
         "--plot",
-        type=output_dir,
+        type=path_arg("dir"),
         metavar="DIR",
         help="write the loss and accuracy curves of the run to DIR/curves.png at the end",
     )
@@ -436,66 +272,16 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
-# Flags that describe the run itself (what a checkpoint fixes), as opposed to where its data
-# and outputs go.
-RUN_FLAGS = (
-    "preset", "sizes", "activation", "loss", "init", "engine", "optimizer", "epochs",
-    "batch_size", "lr", "momentum", "nesterov", "weight_decay", "dropout", "schedule",
-    "warmup", "val", "patience", "train_samples", "seed", "dtype", "dataset", "trainer",
-    "population", "mutation_rate", "mutation_scale", "crossover_rate", "elite", "sigma",
-)  # fmt: skip
-
-# Flags a gradient-free trainer refuses: it computes no gradient (and the genetic algorithm
-# takes no optimizer step either).
-_NOT_WITHOUT_GRADIENTS = ("engine", "dropout", "checkpoint")
-_NOT_GENETIC = (
-    "optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup",
-)  # fmt: skip
-
-
-def _flag(key: str) -> str:
-    return f"--{key.replace('_', '-')}"
-
-
-def check_trainer_flags(args: argparse.Namespace, trainer: str) -> None:
-    """Refuse flags that the chosen trainer would silently ignore (one clear line)."""
-    own = TRAINER_SETTINGS[trainer]
-    stray = [
-        key
-        for key in dict.fromkeys(TRAINER_SETTINGS["genetic"] + TRAINER_SETTINGS["evolution"])
-        if getattr(args, key, None) is not None and key not in own
-    ]
-    if stray:
-        users = [k for k in ("genetic", "evolution") if stray[0] in TRAINER_SETTINGS[k]]
-        raise NnetError(
-            f"{_flag(stray[0])} applies only to --trainer {' or '.join(users)}"
-            + (f", not to --trainer {trainer}" if trainer != "gradient" else "")
-            + "."
-        )
-    if trainer == "gradient":
-        return
-    refused = _NOT_WITHOUT_GRADIENTS + (_NOT_GENETIC if trainer == "genetic" else ())
-    given = [_flag(k) for k in refused if getattr(args, k, None) is not None]
-    if given:
-        why = {
-            "--engine": "it computes no gradient, so there is no gradient engine",
-            "--dropout": "dropout needs gradient training",
-            "--checkpoint": "checkpoints are for gradient training; a gradient-free run "
-            "saves its model file when stopped",
-        }.get(given[0], "the genetic algorithm uses no optimizer or learning rate")
-        raise NnetError(f"--trainer {trainer} does not take {given[0]}: {why}.")
-
-
-def train_settings(args: argparse.Namespace) -> dict[str, Any]:
+def train_settings(args: argparse.Namespace) -> Settings:
     """The preset's settings, then the trainer's defaults (``--trainer genetic`` or
     ``evolution``, see :mod:`nnet.training.presets`), then every explicitly given flag."""
-    preset = args.preset or "seed"
-    trainer = args.trainer or PRESETS[preset]["trainer"]
-    check_trainer_flags(args, trainer)
-    settings = settings_for(preset, {k: getattr(args, k, None) for k in PRESETS[preset]}, trainer)
-    settings["preset"] = preset
-    if settings["optimizer"] != "sgd" and args.momentum is None and args.nesterov is None:
-        settings.update(momentum=0.0, nesterov=False)  # the preset's SGD momentum does not apply
+    explicit = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}
+    settings = settings_for(args.preset or "seed", explicit)
+    if settings.trainer != "gradient" and args.checkpoint is not None:
+        raise NnetError(
+            f"--trainer {settings.trainer} does not take --checkpoint: checkpoints are for "
+            "gradient training; a gradient-free run saves its model file when stopped."
+        )
     return settings
 
 
@@ -515,39 +301,33 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from nnet.experiment import build, model_meta
-    from nnet.files.checkpoint import resume, save_checkpoint
+    from nnet.experiment import build, model_meta, resume, save_checkpoint
     from nnet.files.fileio import atomic_write
+    from nnet.files.model_file import save
     from nnet.training.loop import StopFlag, evaluate
 
     progress = not args.quiet
+    where = {"data": args.data, "download": not args.no_download, "progress": progress}
     if args.resume is not None:
-        given = [f"--{k.replace('_', '-')}" for k in RUN_FLAGS if getattr(args, k) is not None]
+        given = [flag(k) for k in ("preset", *RUN_FLAGS) if getattr(args, k) is not None]
         if given:
             raise NnetError(
                 f"--resume continues the run with the settings saved in {args.resume}; "
                 f"leave out {', '.join(given)}."
             )
-        exp = resume(args.resume, data=args.data, download=not args.no_download, progress=progress)
-        if exp.settings.get("trainer", "gradient") != "gradient":
-            raise NnetError(
-                f"{args.resume} holds a {exp.settings['trainer']} run; checkpoints are for "
-                "gradient training only."
-            )
+        exp = resume(args.resume, **where)
         checkpoint = args.checkpoint or args.resume
     else:
-        settings = train_settings(args)
-        exp = build(settings, data=args.data, download=not args.no_download, progress=progress)
+        exp = build(train_settings(args), **where)
         checkpoint = args.checkpoint
-    settings, trainer, train = exp.settings, exp.trainer, exp.train
-    quiet, epochs = args.quiet, settings["epochs"]
+    trainer, epochs = exp.trainer, exp.settings.epochs
     bar = None
 
     def on_epoch_start(epoch: int) -> None:
         nonlocal bar
-        if not quiet:
+        if progress:
             bar = tqdm(
-                total=len(train),
+                total=len(exp.train),
                 desc=f"epoch {epoch + 1}/{epochs}",
                 unit="samples",
                 unit_scale=True,
@@ -564,12 +344,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     def on_epoch(row: dict[str, Any]) -> None:
         if bar is not None:
             bar.close()
-        if not quiet:
+        if progress:
             print(format_epoch(row, epochs), flush=True)
         if args.metrics is not None:
             with atomic_write(args.metrics, "w") as f:
-                for r in trainer.history:
-                    f.write(json.dumps(r) + "\n")
+                f.writelines(json.dumps(r) + "\n" for r in trainer.history)
         if checkpoint is not None:
             save_checkpoint(exp, checkpoint)
 
@@ -577,7 +356,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with stop.catching():
         trainer.fit(
-            train,
+            exp.train,
             exp.evals,
             stop=stop,
             on_batch=on_batch,
@@ -591,7 +370,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         save_checkpoint(exp, checkpoint)  # mid-epoch: the pass under way is saved too
     model = exp.net.copy()
     model.weights = [w.copy() for w in trainer.model_weights()]
-    model.save(args.out, model_meta(exp, seconds))
+    save(model, args.out, model_meta(exp, seconds))
     if args.plot is not None and trainer.history:
         from nnet.apps.plots import plot_curves
 
@@ -600,6 +379,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # The figures of the model as saved (the best epoch's weights when there is a validation
     # split, which may not be the last epoch's).
     test_loss, test_acc = evaluate(model, exp.evals["test"])
+    s = exp.settings
     summary = {
         "model": str(args.out),
         "epochs": trainer.epoch,
@@ -607,11 +387,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         "test_loss": test_loss,
         "test_accuracy": test_acc,
         "best_epoch": trainer.best[1] if trainer.best is not None else trainer.epoch,
-        "preset": settings["preset"],
-        "trainer": settings.get("trainer", "gradient"),
-        "engine": settings["engine"],
-        "dtype": settings["dtype"],
-        "seed": settings["seed"],
+        "preset": s.preset,
+        "trainer": s.trainer,
+        "engine": s.engine,
+        "dtype": s.dtype,
+        "seed": s.seed,
     }
     if trainer.history:
         last = trainer.history[-1]
@@ -620,7 +400,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary["early_stopped"] = True
     if trainer.stopped_by:
         summary["interrupted"] = trainer.stopped_by
-        where = f"; continue with nnet train --resume {checkpoint}" if checkpoint else ""
+        where_next = f"; continue with nnet train --resume {checkpoint}" if checkpoint else ""
         when = (
             f"after epoch {trainer.epoch}"
             if trainer.progress is None
@@ -628,10 +408,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
         print(
             f"nnet: stopped by {trainer.stopped_by} {when}; the model so far is saved in "
-            f"{args.out}{where}.",
+            f"{args.out}{where_next}.",
             file=sys.stderr,
         )
-    if not quiet:
+    if progress:
         best = f", best epoch {summary['best_epoch']}" if trainer.best is not None else ""
         shown = f"test accuracy {100 * test_acc:.2f}%, " if test_acc is not None else ""
         print(
@@ -650,29 +430,45 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="accuracy and loss of a saved model on a dataset split")
-    p.add_argument("model", type=input_file, metavar="MODEL")
+    p.add_argument("model", type=path_arg("in"), metavar="MODEL")
     p.add_argument("--split", choices=["test", "train"], default="test")
-    add_data_flags(p, default_dataset=None)
+    add_data_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_evaluate, quiet=False)
+    p.set_defaults(func=cmd_evaluate)
+
+
+def load_image_model(path: Path, dataset: str | None = None) -> tuple[Network, str, str]:
+    """The model at ``path``, its task, and the dataset it is used on (``dataset``, or the
+    one it was trained on): NnetError unless its sizes fit that dataset's images."""
+    from nnet.files.model_file import load
+
+    net = load(path)
+    task = net.meta.get("task", "classifier")
+    name = dataset or net.meta.get("dataset", "mnist")
+    if name not in DATASETS:
+        raise NnetError(f"{path} was trained on {name!r}; pass --dataset mnist or fashion-mnist.")
+    spec = DATASETS[name]
+    if net.sizes[0] != spec.n_inputs:
+        raise NnetError(
+            f"{path} takes {net.sizes[0]} inputs, not the {spec.n_inputs} pixels of a "
+            f"{spec.side}x{spec.side} image."
+        )
+    if net.sizes[-1] != spec.n_outputs(task):
+        raise NnetError(
+            f"{path} has {net.sizes[-1]} outputs; a {task} on {name} needs {spec.n_outputs(task)}."
+        )
+    return net, task, name
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from nnet.data.datasets import load
-    from nnet.files.model_file import load as load_model
+    from nnet.experiment import to_split
     from nnet.training.loop import evaluate
 
-    net = load_model(args.model)
-    task = net.meta.get("task", "classifier")
-    name = args.dataset or net.meta.get("dataset", "mnist")
-    if name not in DATASETS:
-        raise NnetError(
-            f"{args.model} was trained on {name!r}; pass --dataset mnist or fashion-mnist."
-        )
-    check_model_fits_images(net, args.model, task)
+    net, task, name = load_image_model(args.model, args.dataset)
     data = load(name, args.data, download=not args.no_download, progress=not args.json)
     x, y = (data.x_test, data.y_test) if args.split == "test" else (data.x_train, data.y_train)
-    split = to_split(x, y, task, net.dtype)
+    split = to_split(x, y, task, net.dtype, DATASETS[name].n_classes)
     loss, acc = evaluate(net, split)
     if args.json:
         print(
@@ -693,14 +489,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_model_fits_images(net: Network, path: Path, task: str) -> None:
-    if net.sizes[0] != 784:
-        raise NnetError(f"{path} takes {net.sizes[0]} inputs, not the 784 pixels of a 28x28 image.")
-    want = 784 if task == "autoencoder" else 10
-    if net.sizes[-1] != want:
-        raise NnetError(f"{path} has {net.sizes[-1]} outputs; a {task} on MNIST needs {want}.")
-
-
 # ----------------------------------------------------------------------------- predict
 
 
@@ -714,42 +502,36 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
             "probabilities."
         ),
     )
-    p.add_argument("model", type=input_file, metavar="MODEL")
-    p.add_argument("images", type=input_file, nargs="+", metavar="IMAGE")
+    p.add_argument("model", type=path_arg("in"), metavar="MODEL")
+    p.add_argument("images", type=path_arg("in"), nargs="+", metavar="IMAGE")
     p.add_argument("--json", action="store_true", help="one JSON object per line per image")
     p.set_defaults(func=cmd_predict)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from nnet.data.preprocess import load_image
-    from nnet.files.model_file import load as load_model
 
-    net = load_model(args.model)
-    task = net.meta.get("task", "classifier")
+    net, task, name = load_image_model(args.model)
     if task != "classifier":
         raise NnetError(f"{args.model} is an {task}, not a classifier; predict needs a classifier.")
-    check_model_fits_images(net, args.model, task)
-    classes = net.meta.get("classes") or [str(i) for i in range(10)]
+    classes = net.meta.get("classes") or list(DATASETS[name].classes)
     images = [load_image(path) for path in args.images]  # every file checked before output
     x = np.stack([im.reshape(-1) for im in images]).astype(net.dtype)
     probabilities = net.loss.probabilities(net.forward(x))
     for path, p in zip(args.images, probabilities, strict=True):
         digit = int(np.argmax(p))
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "path": str(path),
-                        "digit": digit,
-                        "label": classes[digit],
-                        "probabilities": [round(float(v), 6) for v in p],
-                    }
-                )
-            )
+            record = {
+                "path": str(path),
+                "digit": digit,
+                "label": classes[digit],
+                "probabilities": [round(float(v), 6) for v in p],
+            }
+            print(json.dumps(record))
         else:
             probs = " ".join(f"{i}:{v:.2f}" for i, v in enumerate(p))
-            name = f" ({classes[digit]})" if classes[digit] != str(digit) else ""
-            print(f"{path}: {digit}{name}  p={p[digit]:.3f}  [{probs}]")
+            label = f" ({classes[digit]})" if classes[digit] != str(digit) else ""
+            print(f"{path}: {digit}{label}  p={p[digit]:.3f}  [{probs}]")
     return 0
 
 
@@ -766,8 +548,8 @@ def add_plot(sub: argparse._SubParsersAction) -> None:
             "every run overlaid with a legend."
         ),
     )
-    p.add_argument("metrics", type=input_file, nargs="+", metavar="METRICS")
-    p.add_argument("--out", type=output_path, default=Path("curves.png"), help="PNG file")
+    p.add_argument("metrics", type=path_arg("in"), nargs="+", metavar="METRICS")
+    p.add_argument("--out", type=path_arg("out"), default=Path("curves.png"), help="PNG file")
     p.add_argument(
         "--x",
         choices=["epoch", "seconds"],
@@ -796,25 +578,20 @@ def add_inspect(sub: argparse._SubParsersAction) -> None:
             "an autoencoder, originals beside their reconstructions), as PNG files in DIR."
         ),
     )
-    p.add_argument("model", type=input_file, metavar="MODEL")
-    p.add_argument("--out", type=Path, default=Path("inspect"), metavar="DIR", help="folder")
-    add_data_flags(p, default_dataset=None)
+    p.add_argument("model", type=path_arg("in"), metavar="MODEL")
+    p.add_argument(
+        "--out", type=path_arg("dir"), default=Path("inspect"), metavar="DIR", help="folder"
+    )
+    add_data_flags(p)
     p.set_defaults(func=cmd_inspect)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from nnet.apps.plots import inspect_model
     from nnet.data.datasets import load
-    from nnet.files.model_file import load as load_model
 
-    net = load_model(args.model)
-    task = net.meta.get("task", "classifier")
-    check_model_fits_images(net, args.model, task)
-    if args.out.exists() and not args.out.is_dir():
-        raise NnetError(f"{args.out} is a file; --out needs a folder for the pictures.")
-    data = load(
-        args.dataset or net.meta.get("dataset", "mnist"), args.data, download=not args.no_download
-    )
+    net, _, name = load_image_model(args.model, args.dataset)
+    data = load(name, args.data, download=not args.no_download)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -826,16 +603,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- serve
-
-
-def port_number(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a port number 0..65535")
-    return port
 
 
 def add_serve(sub: argparse._SubParsersAction) -> None:
@@ -850,9 +617,12 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
             "downloaded). Ctrl-C stops the server."
         ),
     )
-    p.add_argument("model", type=input_file, metavar="MODEL")
+    p.add_argument("model", type=path_arg("in"), metavar="MODEL")
     p.add_argument(
-        "--port", type=port_number, default=8000, help="TCP port (default 8000; 0: any free port)"
+        "--port",
+        type=checked(Number(int, 0, 65535, what="a port number 0..65535")),
+        default=8000,
+        help="TCP port (default 8000; 0: any free port)",
     )
     p.add_argument(
         "--host",
@@ -862,7 +632,7 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--data",
-        type=data_dir,
+        type=path_arg("data"),
         metavar="DIR",
         help="data folder holding mnist/ for random test digits (default: $NNET_DATA, then "
         "the user cache)",
@@ -898,15 +668,13 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
             "Rows marked * are extrapolated from a measured number of samples."
         ),
     )
+    p.add_argument("--configs", type=names(list(CONFIGS), "configuration"), default=list(CONFIGS))
+    p.add_argument("--engines", type=names([*ENGINES, "pytorch"], "engine"), help="default: all")
     p.add_argument(
-        "--configs", type=names_arg(list(CONFIGS), "configuration"), default=list(CONFIGS)
+        "--repeats", type=checked(POSITIVE_INT), default=3, help="epochs per row (median)"
     )
-    p.add_argument(
-        "--engines", type=names_arg([*ENGINES, "pytorch"], "engine"), help="default: all"
-    )
-    p.add_argument("--repeats", type=positive_int, default=3, help="epochs per row (median)")
     p.add_argument("--dtype", choices=DTYPES, default="float32")
-    add_data_flags(p, default_dataset=None)
+    add_data_flags(p, dataset=False)
     p.add_argument("--json", action="store_true", help="print a JSON list of rows")
     p.set_defaults(func=cmd_bench)
 
@@ -957,26 +725,21 @@ class Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
-        prog="nnet",
-        description="A feedforward network from first principles in NumPy.",
+        prog="nnet", description="A feedforward network from first principles in NumPy."
     )
     parser.add_argument("--version", action="version", version=f"nnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    add_train(sub)
-    add_evaluate(sub)
-    add_predict(sub)
-    add_serve(sub)
-    add_bench(sub)
-    add_plot(sub)
-    add_inspect(sub)
-    add_gradcheck(sub)
+    for add in (
+        add_train, add_evaluate, add_predict, add_serve, add_bench, add_plot, add_inspect,
+        add_gradcheck,
+    ):  # fmt: skip
+        add(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except DivergenceError as exc:  # not a usage error: the run itself went wrong

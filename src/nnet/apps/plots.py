@@ -519,16 +519,10 @@ def _reconstructions_figure(x: Array, recon: Array, mse: float, n: int) -> Figur
 
 
 def _hidden_activations(net: Network, x: Array, chunk: int) -> Iterator[list[Array]]:
-    """[a^1, ..., a^(L-1)] of each chunk of the uint8 images x, computed here from the
-    public weights and activations: h^l = a^(l-1) w^(l-1) (bias row last), a^l = g(h^l)."""
+    """[a^1, ..., a^(L-1)] of each chunk of the uint8 images x."""
     for s in range(0, len(x), chunk):
-        a = to_inputs(x[s : s + chunk], net.dtype)
-        layers = []
-        for l in range(1, net.L):
-            w = net.weights[l - 1]
-            a = net.g[l](a @ w[:-1] + w[-1])  # type: ignore[misc]
-            layers.append(a)
-        yield layers
+        fp = net.forward_pass(to_inputs(x[s : s + chunk], net.dtype))
+        yield [fp.a[l][:, :-1] for l in range(1, net.L)]
 
 
 def _activations_info(net: Network, x: Array, chunk: int) -> dict[str, Any]:

@@ -160,20 +160,6 @@ def model_info(net: Network, *, random_available: bool) -> dict[str, Any]:
     return json.loads(text, parse_constant=lambda _: None)  # NaN, Infinity -> null
 
 
-def hidden_activations(net: Network, x: Array) -> list[list[float]]:
-    """The activations a^1 ... a^(L-1) of the single input ``x``, shape (1, 784).
-
-    Computed here from the network's public weights and activations, as a value of this
-    call: predictions run concurrently, so nothing of one may be kept on the shared network.
-    """
-    hidden = []
-    a = x
-    for l in range(1, net.L):
-        a = net.g[l](np.hstack([a, np.ones((1, 1), a.dtype)]) @ net.weights[l - 1])  # type: ignore[misc]
-        hidden.append(a[0].tolist())
-    return hidden
-
-
 # ----------------------------------------------------------------------------- requests
 
 
@@ -372,7 +358,8 @@ class Server(ThreadingHTTPServer):
         """What ``POST /api/predict`` answers for the 28x28 input ``x28``."""
         net = self.net
         x = x28.reshape(1, N_INPUTS).astype(net.dtype)
-        O = net.forward(x)
+        fp = net.forward_pass(x)  # a value of this call: predictions run concurrently
+        O = fp.O
         p = net.loss.probabilities(O)[0]
         digit = int(np.argmax(p))
         return {
@@ -380,7 +367,7 @@ class Server(ThreadingHTTPServer):
             "label": self.classes[digit],
             "probabilities": p.tolist(),
             "outputs": O[0].tolist(),
-            "hidden": hidden_activations(net, x),
+            "hidden": [fp.a[l][0, :-1].tolist() for l in range(1, net.L)],
             "input": x.reshape(SIDE, SIDE).tolist(),
         }
 

@@ -49,6 +49,11 @@ def numerical_gradients(
     n64 = net.copy("float64")
     x = n64.check_x(x)
     t = n64.check_t(t, x.shape[0])
+    ws = n64.workspace(x.shape[0])
+
+    def E() -> float:
+        return np.mean(n64.loss.value(n64.forward_pass(x, masks=masks, ws=ws).O, t))
+
     out = []
     for w in n64.weights:
         g = np.zeros_like(w)
@@ -56,9 +61,9 @@ def numerical_gradients(
         for idx in range(flat.size):
             old = flat[idx]
             flat[idx] = old + eps
-            e_plus = np.mean(n64.loss.value(n64._forward(x, masks), t))
+            e_plus = E()
             flat[idx] = old - eps
-            e_minus = np.mean(n64.loss.value(n64._forward(x, masks), t))
+            e_minus = E()
             flat[idx] = old
             gflat[idx] = (e_plus - e_minus) / (2 * eps)
         out.append(g)
@@ -93,7 +98,7 @@ def directional_error(
         values = []
         for sign in (1.0, -1.0):
             n64.weights = [w + sign * eps * vk for w, vk in zip(base, v, strict=True)]
-            values.append(np.mean(n64.loss.value(n64._forward(x), t)))
+            values.append(np.mean(n64.loss.value(n64.forward(x), t)))
         fd = (values[0] - values[1]) / (2 * eps)
         analytic = sum(
             float(np.sum(np.asarray(g, np.float64) * vk)) for g, vk in zip(grads, v, strict=True)

@@ -7,10 +7,15 @@ Notation (notes -> code):
                                    -> ``net.weights[k][i, j]``, shape (#k + 1, #(k+1));
                                       the last row i = #k is the bias row (bias neuron a^k_{#k} = 1)
 - h^l_j = sum_{i=0}^{#(l-1)} a^{l-1}_i w^{l-1}_{ij}
-                                   -> ``net.h[l][b, j]`` for sample b of the batch
+                                   -> ``fp.h[l][b, j]`` for sample b of the batch
 - a^l_j = g(h^l_j), a^0 = x, a^l_{#l} = 1
-                                   -> ``net.a[l][b, j]``, shape (B, #l + 1), last column all 1
-- O_q = a^L_q                      -> ``net.forward(x)[b, q]``
+                                   -> ``fp.a[l][b, j]``, shape (B, #l + 1), last column all 1
+- O_q = a^L_q                      -> ``fp.O[b, q]`` = ``net.forward(x)[b, q]``
+
+where ``fp = net.forward_pass(x)`` is a :class:`ForwardPass`: the forward pass is a value
+that is returned (or written into a workspace the caller owns), never state kept on the
+network. A :class:`Network` holds only what defines the function — sizes, activations,
+loss, dtype, weights — so one network can be used from several threads at once.
 
 Where code indexing departs from the notes: arrays gain a leading batch index b, and the
 lists ``h`` and ``a`` are indexed by layer so that ``h[0]`` (the input has no
@@ -21,7 +26,7 @@ into layer k is w^(k-1) (see docs/derivation.md, slip S1).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -68,6 +73,81 @@ def check_sizes(sizes: Sequence[int]) -> list[int]:
     return out
 
 
+@dataclass(frozen=True)
+class ForwardPass:
+    """The values of one forward pass of a batch of B samples, in the notes' names.
+
+    ``a[l]`` (B, #l + 1) holds a^l with its bias column of ones, ``h[l]`` (B, #l) holds h^l
+    (``h[0]`` is None), ``masks`` the dropout masks the pass applied (None: none), ``g`` the
+    activations g[l] that produced it, and ``work[l]`` (B, #l) is scratch space that the pass
+    is done with once a^l is written (an engine may put delta^l there). Made empty by
+    :meth:`Network.workspace` and filled by :meth:`Network.propagate`; a caller that keeps
+    one workspace for many batches allocates nothing per batch.
+    """
+
+    g: Sequence[Activation | None]
+    h: list[Array | None]
+    a: list[Array]
+    work: list[Array]
+    masks: Masks = None
+
+    @property
+    def B(self) -> int:
+        """Samples in the batch."""
+        return self.a[0].shape[0]
+
+    @property
+    def L(self) -> int:
+        return len(self.a) - 1
+
+    @property
+    def x(self) -> Array:
+        """a^0 without its bias column: the input, (B, #0); a batch may be written here."""
+        return self.a[0][:, :-1]
+
+    @property
+    def O(self) -> Array:  # noqa: E743 (the notes' name for the outputs)
+        """The outputs O = a^L without the bias column, (B, #L)."""
+        return self.a[-1][:, :-1]
+
+    def rows(self, B: int) -> ForwardPass:
+        """The first B rows of this workspace, as a workspace of its own (views, no copy):
+        the last, smaller batch of an epoch uses the arrays of the full ones."""
+        if B == self.B:
+            return self
+        return ForwardPass(
+            self.g,
+            [None if h is None else h[:B] for h in self.h],
+            [a[:B] for a in self.a],
+            [z[:B] for z in self.work],
+        )
+
+    def mask(self, l: int) -> Array | None:
+        """The dropout mask of layer l (0 <= l < L), or None."""
+        return self.masks[l] if self.masks is not None and l < self.L else None
+
+    def gprime(self, l: int) -> Array:
+        """g'(h^l) of this pass, (B, #l), for l = 1 ... L.
+
+        With dropout on, it is the derivative of the *dropped* activation, g'(h^l) times
+        the mask of layer l, so every engine differentiates the same function.
+        """
+        g, h, m = self.g[l], self.h[l], self.mask(l)
+        assert g is not None and h is not None, "gprime needs 1 <= l <= L"
+        if m is None:
+            return g.prime(h, self.a[l][:, :-1])
+        return g.prime(h) * m  # a^l holds g(h^l) * m: recompute g(h^l) where m is 0
+
+    def times_gprime(self, l: int, delta: Array) -> Array:
+        """delta *= g'(h^l) in place (the mask too, with dropout); returns delta."""
+        g, h = self.g[l], self.h[l]
+        assert g is not None and h is not None, "times_gprime needs 1 <= l <= L"
+        if self.mask(l) is None:
+            return g.times_prime(delta, h, self.a[l][:, :-1])
+        delta *= self.gprime(l)
+        return delta
+
+
 class Network:
     """A fully connected feedforward network exactly as the notes define it.
 
@@ -90,6 +170,12 @@ class Network:
         randomness of the initial weights.
     dtype
         ``"float32"`` or ``"float64"``: of the weights and of every computation.
+    weights
+        The weights w^0 ... w^(L-1) to use instead of initial ones (shapes and values
+        checked; converted to ``dtype``).
+
+    ``meta`` is a dict that model files fill with what they record beside the weights (task,
+    dataset, classes, training settings); no computation reads it.
     """
 
     def __init__(
@@ -101,6 +187,7 @@ class Network:
         init: str | Sequence[str] | None = None,
         seed: int | np.random.Generator | None = None,
         dtype: str | np.dtype = "float32",
+        weights: Sequence[Array] | None = None,
     ) -> None:
         self.sizes = check_sizes(sizes)
         self.dtype = check_dtype(dtype)
@@ -126,18 +213,15 @@ class Network:
             if len(inits) != L:
                 raise NnetError(f"init needs one name per layer 1..{L}; got {len(inits)} names.")
         self.inits = inits
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        # weights[k] = w^k, shape (#k + 1, #(k+1)); last row = bias row.
-        self.weights: list[Array] = [
-            INITS[inits[k]](self.sizes[k], self.sizes[k + 1], rng).astype(self.dtype)
-            for k in range(L)
-        ]
-        self.h: list[Array | None] = []
-        self.a: list[Array] = []
-        self.masks: list[Array | None] | None = None
-        self._buffer_key: tuple | None = None
-        self._buffer: tuple[list[Array], list[Array | None], list[Array]] = ([], [], [])
-        # What a model file records beside the weights (task, dataset, training settings).
+        self.weights: list[Array]  # weights[k] = w^k, shape (#k + 1, #(k+1)); last row = bias
+        if weights is None:
+            rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+            self.weights = [
+                INITS[inits[k]](self.sizes[k], self.sizes[k + 1], rng).astype(self.dtype)
+                for k in range(L)
+            ]
+        else:
+            self.weights = self._checked_weights(weights)
         self.meta: dict[str, Any] = {}
 
     @staticmethod
@@ -153,6 +237,13 @@ class Network:
         for n in names:
             get_activation(n)
         return names
+
+    def _checked_weights(self, weights: Sequence[Array]) -> list[Array]:
+        shapes = [(self.sizes[k] + 1, self.sizes[k + 1]) for k in range(self.L)]
+        got = [np.shape(w) for w in weights]
+        if got != shapes:
+            raise NnetError(f"sizes {self.sizes} need weights shaped {shapes}; got {got}.")
+        return [self._real_finite(np.array(w), f"w{k}") for k, w in enumerate(weights)]
 
     # ----------------------------------------------------------------- properties
     @property
@@ -179,7 +270,7 @@ class Network:
 
     # ----------------------------------------------------------------- checks
     def check_x(self, x: Any) -> Array:
-        """``x`` as a (B, #0) array of the network's dtype; ValueError naming the problem."""
+        """``x`` as a (B, #0) array of the network's dtype; NnetError naming the problem."""
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.sizes[0] or x.shape[0] < 1:
             hint = " (use x[None, :] for one sample)" if x.ndim == 1 else ""
@@ -190,7 +281,7 @@ class Network:
         return self._real_finite(x, "inputs")
 
     def check_t(self, t: Any, batch: int) -> Array:
-        """Targets as a (B, #L) array of the network's dtype; ValueError naming the problem."""
+        """Targets as a (B, #L) array of the network's dtype; NnetError naming the problem."""
         t = np.asarray(t)
         if t.shape != (batch, self.sizes[-1]):
             raise NnetError(
@@ -209,96 +300,49 @@ class Network:
         return arr
 
     # ----------------------------------------------------------------- forward
-    def forward(self, x: Any, *, masks: Masks = None) -> Array:
-        """The outputs O = a^L for a batch x of shape (B, #0) (a new array).
+    def workspace(self, B: int) -> ForwardPass:
+        """Empty arrays for a forward pass of B samples (a^l's bias column already 1)."""
+        a = [np.empty((B, n + 1), dtype=self.dtype) for n in self.sizes]
+        for a_l in a:
+            a_l[:, -1] = 1.0  # bias extension a^l_{#l} = 1, never overwritten
+        h: list[Array | None] = [None] + [np.empty((B, n), self.dtype) for n in self.sizes[1:]]
+        # g(h^l) is computed in a contiguous work array, then copied into a^l beside its
+        # bias column: multi-pass activations run faster on contiguous memory than on the
+        # strided view of a^l (docs/performance.md).
+        work = [np.empty((B, n), self.dtype) for n in self.sizes]
+        return ForwardPass(self.g, h, a, work)
 
-        ``net.h`` and ``net.a`` then hold this pass's pre-activations and activations (in
-        buffers that the next forward pass reuses). ``masks`` (dropout, training only) holds
-        for layers l = 0 ... L-1 either None or a (B, #l) array that multiplies a^l (already
-        divided by the keep probability).
+    def propagate(self, ws: ForwardPass, masks: Masks = None) -> ForwardPass:
+        """The forward pass of the input already in ``ws.x``, written into ``ws``.
+
+        ``masks`` (dropout, training only) holds for layers l = 0 ... L-1 either None or a
+        (B, #l) array that multiplies a^l (already divided by the keep probability).
+        Returns the filled pass (``ws`` itself, with ``masks`` recorded).
         """
-        x = self.check_x(x)
-        return self._forward(x, masks).copy()
-
-    def _buffers(self, B: int) -> tuple[list[Array], list[Array | None], list[Array]]:
-        """The arrays a^l (bias column set to 1) and h^l for a batch of B samples.
-
-        Kept from one call to the next while B, the sizes and the dtype stay the same, so
-        training allocates nothing per batch. They belong to the *last* forward pass: the
-        next call overwrites them.
-        """
-        key = (B, self.dtype, tuple(self.sizes))
-        if self._buffer_key != key:
-            a = [np.empty((B, n + 1), dtype=self.dtype) for n in self.sizes]
-            for a_l in a:
-                a_l[:, -1] = 1.0  # bias extension a^l_{#l} = 1, never overwritten
-            h: list[Array | None] = [None] + [np.empty((B, n), self.dtype) for n in self.sizes[1:]]
-            # g(h^l) is computed in a contiguous scratch array, then copied into a^l beside
-            # its bias column: multi-pass activations (sigmoid: 4 passes) run twice as fast
-            # on contiguous memory as on the strided view of a^l.
-            z = [np.empty((B, n), self.dtype) for n in self.sizes]
-            self._buffer = (a, h, z)
-            self._buffer_key = key
-        return self._buffer
-
-    def input_buffer(self, B: int) -> Array:
-        """The array a^0, shape (B, #0 + 1), that the next forward pass of B samples reads.
-
-        A caller may write a batch into it directly — its last column must stay 1 (the bias
-        neuron) — and pass ``buffer[:, :-1]`` as x: `forward` then skips copying its input.
-        The trainer gathers rows of inputs stored with their bias 1 straight into it.
-        """
-        return self._buffers(B)[0][0]
-
-    def _forward(self, x: Array, masks: Masks = None) -> Array:
-        B = x.shape[0]
-        L = self.L
-        a, h, z = self._buffers(B)
-        x0 = a[0][:, :-1]
-        if not (x.ctypes.data == x0.ctypes.data and x.strides == x0.strides):
-            np.copyto(x0, x)
+        a, h = ws.a, ws.h
         if masks is not None and masks[0] is not None:
-            x0 *= masks[0]
-        for l in range(1, L + 1):
+            ws.x[...] *= masks[0]
+        for l in range(1, self.L + 1):
             np.matmul(a[l - 1], self.weights[l - 1], out=h[l])  # h^l = a^(l-1) w^(l-1)
             a_l = a[l][:, :-1]
-            g_h = self.g[l](h[l], out=z[l])  # type: ignore[misc]
-            np.copyto(a_l, g_h)  # a^l = g(h^l)
-            if masks is not None and l < L and masks[l] is not None:
+            np.copyto(a_l, self.g[l](h[l], out=ws.work[l]))  # type: ignore[misc]  # a^l = g(h^l)
+            if masks is not None and l < self.L and masks[l] is not None:
                 a_l *= masks[l]
-        self.h, self.a = h, a
-        self.masks = list(masks) if masks is not None else None
-        return a[L][:, :-1]
+        return ForwardPass(ws.g, h, a, ws.work, None if masks is None else list(masks))
 
-    def gprime(self, l: int) -> Array:
-        """g'(h^l) of the last forward pass, shape (B, #l), for l = 1 ... L.
+    def forward_pass(
+        self, x: Any, *, masks: Masks = None, ws: ForwardPass | None = None
+    ) -> ForwardPass:
+        """The forward pass of a batch x (B, #0): h, a, g' and masks, as a new value (or
+        written into the workspace ``ws`` of B rows)."""
+        x = self.check_x(x)
+        ws = self.workspace(x.shape[0]) if ws is None else ws.rows(x.shape[0])
+        np.copyto(ws.x, x)
+        return self.propagate(ws, masks)
 
-        With dropout on, it is the derivative of the *dropped* activation, g'(h^l) times
-        the mask of layer l, so every engine differentiates the same function.
-        """
-        g = self.g[l]
-        assert g is not None and self.h[l] is not None, "gprime needs 1 <= l <= L after forward"
-        a_l = self.a[l][:, :-1]
-        m = self.masks[l] if self.masks is not None and l < self.L else None
-        if m is None:
-            return g.prime(self.h[l], a_l)
-        # a^l holds g(h^l) * m: recompute g(h^l) where the mask is 0.
-        return g.prime(self.h[l]) * m
-
-    def times_gprime(self, l: int, delta: Array) -> Array:
-        """delta *= g'(h^l) in place (the mask too, with dropout); returns delta."""
-        g = self.g[l]
-        assert g is not None and self.h[l] is not None, "needs 1 <= l <= L after forward"
-        m = self.masks[l] if self.masks is not None and l < self.L else None
-        if m is None:
-            return g.times_prime(delta, self.h[l], self.a[l][:, :-1])
-        delta *= self.gprime(l)
-        return delta
-
-    def work(self, l: int) -> Array:
-        """A (B, #l) array the last forward pass is done with (it held g(h^l)): space for
-        an engine to write delta^l into without allocating."""
-        return self._buffer[2][l]
+    def forward(self, x: Any, *, masks: Masks = None) -> Array:
+        """The outputs O = a^L for a batch x of shape (B, #0) (a new array)."""
+        return np.ascontiguousarray(self.forward_pass(x, masks=masks).O)
 
     def predict(self, x: Any) -> Array:
         """The index of the largest output for each sample, shape (B,)."""
@@ -313,19 +357,15 @@ class Network:
         """The mean over the batch of E(x, t): what `nnet.gradients` differentiates."""
         return float(np.mean(self.errors(x, t), dtype=np.float64))
 
-    def save(self, path: str | Path, meta: dict[str, Any] | None = None) -> None:
-        """Write the network to a ``.npz`` model file (see :mod:`nnet.files.model_file`)."""
-        from nnet.files.model_file import save
-
-        save(self, path, meta)
-
     def copy(self, dtype: str | np.dtype | None = None) -> Network:
         """An independent copy (optionally converted to another dtype)."""
-        new = object.__new__(Network)
-        new.__dict__.update(self.__dict__)
-        new.dtype = check_dtype(dtype if dtype is not None else self.dtype)
-        new.weights = [w.astype(new.dtype, copy=True) for w in self.weights]
-        new.h, new.a, new.masks = [], [], None
-        new._buffer_key, new._buffer = None, ([], [], [])
+        new = Network(
+            self.sizes,
+            self.activations,
+            loss=self.loss.name,
+            init=self.inits,
+            dtype=self.dtype if dtype is None else dtype,
+            weights=self.weights,
+        )
         new.meta = dict(self.meta)
         return new

@@ -80,6 +80,11 @@ class DatasetSpec:
         """Label values 0..n_classes - 1: a classifier's output count."""
         return len(self.classes)
 
+    def n_outputs(self, task: str) -> int:
+        """A network's output count for ``task``: the classes for a classifier, the pixels
+        for an autoencoder (which outputs the image)."""
+        return self.n_inputs if task == "autoencoder" else self.n_classes
+
     def check_sizes(self, sizes: Sequence[int], task: str) -> None:
         """NnetError unless layer ``sizes`` fit this data: ``n_inputs`` first, and last
         ``n_classes`` for a classifier, ``n_inputs`` for an autoencoder (it outputs images)."""
@@ -88,7 +93,7 @@ class DatasetSpec:
                 f"MNIST inputs have {self.n_inputs} pixels; --sizes must start with "
                 f"{self.n_inputs}, not {sizes[0]}."
             )
-        want = self.n_inputs if task == "autoencoder" else self.n_classes
+        want = self.n_outputs(task)
         if sizes[-1] != want:
             raise NnetError(
                 f"the {task} needs {want} outputs; --sizes must end with {want}, not {sizes[-1]}."

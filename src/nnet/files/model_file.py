@@ -21,13 +21,14 @@ import json
 import os
 import zipfile
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from nnet.core.network import Network
 from nnet.errors import NnetError
 from nnet.files.fileio import atomic_write
+from nnet.version import __version__
 
 FORMAT = "nnet-model"
 FORMAT_VERSION = 1
@@ -39,28 +40,26 @@ class ModelFileError(NnetError):
     """A model file that cannot be used; the message names the file and the problem."""
 
 
+def network_meta(net: Network, kind: str = FORMAT) -> dict[str, Any]:
+    """The metadata every nnet file has: its format and the network's description."""
+    return {
+        "format": kind,
+        "format_version": FORMAT_VERSION,
+        "nnet_version": __version__,
+        "sizes": net.sizes,
+        "activations": net.activations,
+        "loss": net.loss.name,
+        "dtype": net.dtype.name,
+    }
+
+
 def save(net: Network, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> None:
     """Write ``net`` (and ``meta``, merged over ``net.meta``) to ``path`` atomically."""
-    from nnet.version import __version__
-
-    info = {**getattr(net, "meta", {}), **(meta or {})}
-    info.update(
-        format=FORMAT,
-        format_version=FORMAT_VERSION,
-        nnet_version=__version__,
-        sizes=net.sizes,
-        activations=net.activations,
-        loss=net.loss.name,
-        dtype=net.dtype.name,
-    )
+    info = {**net.meta, **(meta or {}), **network_meta(net)}
     arrays: dict[str, np.ndarray] = {f"w{k}": w for k, w in enumerate(net.weights)}
     arrays["meta"] = np.array(json.dumps(info, sort_keys=True))
     with atomic_write(path) as f:
-        _write_npz(f, arrays)
-
-
-def _write_npz(f: IO[bytes], arrays: dict[str, np.ndarray]) -> None:
-    np.savez(f, **arrays)  # a file object: numpy does not append ".npz" to the name
+        np.savez(f, **arrays)  # a file object: numpy does not append ".npz" to the name
 
 
 def load(path: str | os.PathLike[str]) -> Network:
@@ -92,10 +91,6 @@ def load(path: str | os.PathLike[str]) -> Network:
         raise ModelFileError(f"{where} declares dtype {dtype!r}; nnet can use float32 or float64.")
     activations = meta.get("activations")
     loss = meta.get("loss")
-    try:
-        net = Network(sizes, activations, loss=loss, dtype=dtype, seed=0, init="glorot_uniform")
-    except NnetError as exc:
-        raise ModelFileError(f"{where} describes a network nnet cannot build: {exc}") from None
     weights = []
     for k in range(L):
         w = arrays[f"w{k}"]
@@ -113,7 +108,10 @@ def load(path: str | os.PathLike[str]) -> Network:
                 "file is damaged, so retrain it."
             )
         weights.append(w)
-    net.weights = weights
+    try:
+        net = Network(sizes, activations, loss=loss, dtype=dtype, weights=weights)
+    except NnetError as exc:
+        raise ModelFileError(f"{where} describes a network nnet cannot build: {exc}") from None
     net.meta = meta
     return net
 

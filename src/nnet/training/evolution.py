@@ -5,10 +5,10 @@ on MNIST. Both trainers here are kept as fair baselines for backpropagation: the
 same network, data, metrics and model files, and differ only in how one mini-batch changes
 the weights.
 
-- :class:`GeneticTrainer`: a population of weight vectors; fitness = minus the batch loss;
+- :class:`GeneticUpdate`: a population of weight vectors; fitness = minus the batch loss;
   roulette-wheel selection, uniform crossover, Gaussian mutation, elitism. The best member
   of each generation is the network (``net.weights``).
-- :class:`EvolutionTrainer`: OpenAI's evolution strategies (Salimans et al. 2017): antithetic
+- :class:`EvolutionUpdate`: OpenAI's evolution strategies (Salimans et al. 2017): antithetic
   Gaussian perturbations of the weights, rank-normalized fitness, and the resulting estimate
   of the gradient of the loss handed to the same optimizers as backprop (SGD, Adam).
 
@@ -37,28 +37,25 @@ population axis. No Python loop runs over members on the hot path.
 Randomness
 ----------
 Every random number (the shuffling, the initial population, selection, crossover, mutation,
-perturbations) comes from the trainer's generator ``rng``, in a fixed order, so the same
-seed gives bit-identical weights (on the same machine and BLAS).
+perturbations) comes from the trainer's generator ``rng`` (shared with the update), in a
+fixed order, so the same seed gives bit-identical weights (on the same machine and BLAS).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from nnet.core.init import INITS
-from nnet.core.network import Network
+from nnet.core.network import ForwardPass, Network
 from nnet.errors import NnetError
-from nnet.training.loop import LearningRate, Split, StopFlag, Trainer
+from nnet.training.loop import LearningRate, Tally
 from nnet.training.optim import Optimizer
 
 Array = np.ndarray
-
-TRAINERS = ("gradient", "genetic", "evolution")
-
 
 # ----------------------------------------------------------------------------- layout
 
@@ -179,7 +176,7 @@ def es_gradient(
     """The evolution-strategies estimate of the gradient of the batch mean of E at
     ``net.weights``, and the batch losses of the 2 ``pairs`` perturbed members.
 
-    The estimate :class:`EvolutionTrainer` uses (without its centre member); exposed so that
+    The estimate :class:`EvolutionUpdate` uses (without its centre member); exposed so that
     it can be compared with the true gradient (``nnet.gradients``).
     """
     x = net.check_x(x)
@@ -218,72 +215,33 @@ def _estimate(losses: Array, eps: Array, sigma: float) -> Array:
     return (weights @ eps) * eps.dtype.type(-1.0 / (2 * n * sigma))
 
 
-# ----------------------------------------------------------------------------- trainers
+# ----------------------------------------------------------------------------- updates
 
 
 # The most memory one copy of a population may take: a generation makes a few copies.
 MAX_POPULATION_BYTES = 1 << 28
 
 
-class _PopulationTrainer(Trainer):
-    """The pass over the data shared by both trainers; subclasses define ``_generation``."""
-
-    _divergence_hint = "try a smaller mutation scale"
-
-    def _check_size(self, population: int) -> None:
-        size = population * self.net.n_params * self.net.dtype.itemsize
-        if size > MAX_POPULATION_BYTES:
-            raise NnetError(
-                f"a population of {population} networks of {self.net.n_params:,} weights "
-                f"takes {size / 2**30:.1f} GiB, and a generation makes several copies; use a "
-                "smaller --population or network (these trainers suit small networks)."
-            )
-
-    def _generation(
-        self, x1: Array, t: Array
-    ) -> tuple[float, Array]:  # pragma: no cover - abstract
-        """One generation on the batch (inputs with bias x1, targets t): the batch mean
-        loss and the outputs (B, #L) of the current network on it."""
-        raise NotImplementedError
-
-    def _pass(
-        self,
-        train: Split,
-        perm: Array,
-        n_batches: int,
-        stop: StopFlag | None,
-        on_batch: Callable[[int, float], None] | None,
-    ) -> dict[str, Any] | None:
-        bs, p = self.batch_size, self.progress
-        assert p is not None
-        x1 = self._with_bias(train.x)
-        start = time.perf_counter()
-        for b in range(p["batch"], n_batches):
-            idx = perm[b * bs : (b + 1) * bs]
-            xb = x1[idx]
-            tb = xb[:, :-1] if train.t is train.x else train.t[idx]
-            self._lr_now = self.lr_at(self.epoch + b / n_batches)
-            mean_loss, O = self._generation(xb, tb)
-            self._tally(train, idx, b, O, mean_loss * len(idx))
-            p["batch"] = b + 1
-            if on_batch is not None:
-                on_batch(len(idx), mean_loss)
-            if stop and p["batch"] < n_batches:
-                break
-        p["seconds"] += time.perf_counter() - start
-        return self._end_pass(train, n_batches)
-
-    def _evaluate(self, W_pop: Array, x1: Array, t: Array) -> tuple[Array, Array]:
-        """(losses (P,) with NaN as +inf, outputs (P, B, #L)) of the population."""
-        t0 = time.perf_counter()
-        O = _forward_stacks(self.net, layer_stacks(self.net, W_pop), x1)
-        losses = member_losses(self.net, O, t)
-        if self.progress is not None:
-            self.progress["engine_seconds"] += time.perf_counter() - t0
-        return np.where(np.isnan(losses), np.inf, losses), O
+def check_population_size(net: Network, members: int) -> None:
+    """NnetError if ``members`` copies of the weights would take too much memory."""
+    size = members * net.n_params * net.dtype.itemsize
+    if size > MAX_POPULATION_BYTES:
+        raise NnetError(
+            f"a population of {members} networks of {net.n_params:,} weights "
+            f"takes {size / 2**30:.1f} GiB, and a generation makes several copies; use a "
+            "smaller --population or network (these trainers suit small networks)."
+        )
 
 
-class GeneticTrainer(_PopulationTrainer):
+def evaluate_population(net: Network, W_pop: Array, x1: Array, t: Array) -> tuple[Array, Array]:
+    """(losses (P,) with NaN as +inf, outputs (P, B, #L)) of the population ``W_pop`` on
+    inputs with their bias column ``x1`` and targets ``t``."""
+    O = _forward_stacks(net, layer_stacks(net, W_pop), x1)
+    losses = member_losses(net, O, t)
+    return np.where(np.isnan(losses), np.inf, losses), O
+
+
+class GeneticUpdate:
     """A genetic algorithm: each mini-batch is one generation of ``population`` members.
 
     Per generation, on the batch:
@@ -304,50 +262,45 @@ class GeneticTrainer(_PopulationTrainer):
 
     The initial population is the network's own initial weights and ``population`` - 1
     more members drawn with the network's initialization (the author's for the notes'
-    network) from ``rng``. The optimizer and learning rate are not used (``lr`` in the
-    history is None).
+    network) from ``rng``. No optimizer and no learning rate (``lr`` in the history is
+    None). The ranges of the settings are checked by :class:`~nnet.training.settings.Settings`.
     """
+
+    optimizer = None
+    hint = "try a smaller mutation scale"
+    modifies_input = False
 
     def __init__(
         self,
         net: Network,
-        optimizer: Optimizer,
         *,
+        rng: np.random.Generator,
         population: int,
         mutation_rate: float,
         mutation_scale: float,
         crossover_rate: float,
         elite: int,
-        batch_size: int,
-        epochs: int,
-        rng: np.random.Generator,
-        patience: int = 0,
-        restore_best: bool = True,
     ) -> None:
-        super().__init__(
-            net,
-            optimizer,
-            lr=0.0,
-            batch_size=batch_size,
-            epochs=epochs,
-            rng=rng,
-            patience=patience,
-            restore_best=restore_best,
-        )
-        check_genetic(population, mutation_rate, mutation_scale, crossover_rate, elite)
-        self._check_size(population)
+        if not 2 <= population or not 0 <= elite < population:
+            raise NnetError(
+                f"the population needs at least 2 members and the elite must be smaller "
+                f"than the population; got {population} and {elite}."
+            )
+        check_population_size(net, population)
+        self.rng = rng
         self.population = int(population)
         self.mutation_rate = float(mutation_rate)
         self.mutation_scale = float(mutation_scale)
         self.crossover_rate = float(crossover_rate)
         self.elite = int(elite)
-        self.members = self._initial_population()
+        self.members = self.initial_population(net)
 
-    def lr_at(self, epoch_progress: float) -> Any:
+    def lr_at(self, epoch_progress: float) -> None:
         return None  # no learning rate: the history records null
 
-    def _initial_population(self) -> Array:
-        net = self.net
+    def initial_population(self, net: Network) -> Array:
+        """The network's own weights and ``population`` - 1 more members drawn with its
+        initialization from ``rng``."""
         pop = np.empty((self.population, net.n_params), dtype=net.dtype)
         pop[0] = flatten(net.weights)
         for p in range(1, self.population):  # once, before training: not the hot path
@@ -359,14 +312,14 @@ class GeneticTrainer(_PopulationTrainer):
             )
         return pop
 
-    def _generation(self, x1: Array, t: Array) -> tuple[float, Array]:
-        losses, O = self._evaluate(self.members, x1, t)
+    def step(self, net: Network, fp: ForwardPass, t: Array, lr: float | None, tally: Tally) -> None:
+        t0 = time.perf_counter()
+        losses, O = evaluate_population(net, self.members, fp.a[0], t)
         best = int(np.argmin(losses))  # the first of equals
-        best_weights = unflatten(self.members[best], self.net)
-        for w, member in zip(self.net.weights, best_weights, strict=True):
+        tally(O[best], float(losses[best]) * fp.B, time.perf_counter() - t0)
+        for w, member in zip(net.weights, unflatten(self.members[best], net), strict=True):
             w[...] = member
         self.members = self._breed(losses)
-        return float(losses[best]), O[best]
 
     def _breed(self, losses: Array) -> Array:
         rng, pop, P, e = self.rng, self.members, self.population, self.elite
@@ -421,7 +374,7 @@ def bernoulli_positions(rng: np.random.Generator, n: int, rate: float) -> Array:
         last = int(pos[-1])
 
 
-class EvolutionTrainer(_PopulationTrainer):
+class EvolutionUpdate:
     """OpenAI evolution strategies (Salimans et al. 2017) feeding a gradient optimizer.
 
     Per mini-batch, with centre weights theta = ``net.weights`` and n = ``population`` / 2:
@@ -436,72 +389,40 @@ class EvolutionTrainer(_PopulationTrainer):
        weight decay); Adam suits the rank-normalized scale of g.
     """
 
-    _divergence_hint = "try a smaller learning rate or sigma"
+    hint = "try a smaller learning rate or sigma"
+    modifies_input = False
 
     def __init__(
         self,
         net: Network,
         optimizer: Optimizer,
         *,
+        rng: np.random.Generator,
         lr: LearningRate,
         population: int,
         sigma: float,
-        batch_size: int,
-        epochs: int,
-        rng: np.random.Generator,
-        patience: int = 0,
-        restore_best: bool = True,
     ) -> None:
-        super().__init__(
-            net,
-            optimizer,
-            lr=lr,
-            batch_size=batch_size,
-            epochs=epochs,
-            rng=rng,
-            patience=patience,
-            restore_best=restore_best,
-        )
-        check_evolution(population, sigma)
-        self._check_size(population + 1)
-        self.population = int(population)
-        self.pairs = self.population // 2
+        if population < 2 or population % 2:
+            raise NnetError(
+                "evolution strategies need an even population of at least 2 (antithetic pairs "
+                f"theta +- sigma eps); got {population}."
+            )
+        check_population_size(net, population + 1)
+        self.optimizer = optimizer
+        self.rng = rng
+        self.lr = lr
+        self.pairs = int(population) // 2
         self.sigma = float(sigma)
 
-    def _generation(self, x1: Array, t: Array) -> tuple[float, Array]:
-        net = self.net
+    def lr_at(self, epoch_progress: float) -> float:
+        return float(self.lr(epoch_progress) if callable(self.lr) else self.lr)
+
+    def step(self, net: Network, fp: ForwardPass, t: Array, lr: float | None, tally: Tally) -> None:
+        t0 = time.perf_counter()
         theta = flatten(net.weights)
         eps = self.rng.standard_normal((self.pairs, theta.size), dtype=net.dtype)
         W_pop = _perturbed(theta, eps, self.sigma, centre=True)
-        losses, O = self._evaluate(W_pop, x1, t)
+        losses, O = evaluate_population(net, W_pop, fp.a[0], t)
+        tally(O[0], float(losses[0]) * fp.B, time.perf_counter() - t0)
         g = _estimate(losses[1:], eps, self.sigma)
-        self.optimizer.step(net.weights, unflatten(g, net), self._lr_now)
-        return float(losses[0]), O[0]
-
-
-def check_genetic(
-    population: int, mutation_rate: float, mutation_scale: float, crossover_rate: float, elite: int
-) -> None:
-    if population < 2:
-        raise NnetError(f"the population needs at least 2 members; got {population}.")
-    if not 0 < mutation_rate <= 1:
-        raise NnetError(f"the mutation rate must be in (0, 1]; got {mutation_rate}.")
-    if not (mutation_scale > 0 and np.isfinite(mutation_scale)):
-        raise NnetError(f"the mutation scale must be > 0; got {mutation_scale}.")
-    if not 0 <= crossover_rate <= 1:
-        raise NnetError(f"the crossover rate must be in [0, 1]; got {crossover_rate}.")
-    if not 0 <= elite < population:
-        raise NnetError(
-            f"the elite must be at least 0 and smaller than the population ({population}); "
-            f"got {elite}."
-        )
-
-
-def check_evolution(population: int, sigma: float) -> None:
-    if population < 2 or population % 2:
-        raise NnetError(
-            "evolution strategies need an even population of at least 2 (antithetic pairs "
-            f"theta +- sigma eps); got {population}."
-        )
-    if not (sigma > 0 and np.isfinite(sigma)):
-        raise NnetError(f"sigma (the perturbation scale) must be > 0; got {sigma}.")
+        self.optimizer.step(net.weights, unflatten(g, net), lr)  # type: ignore[arg-type]

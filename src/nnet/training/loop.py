@@ -1,14 +1,21 @@
 """The training loop: seeded shuffling, mini-batches, per-epoch metrics, and safe stops.
 
 One :class:`Trainer` owns everything that changes during a run — the network's weights, the
-optimizer's state, the shuffling generator, the epoch and batch counters and the metrics so
-far — so that a run is reproducible bit for bit from its seed, and a checkpoint of that
-state continues it exactly.
+update's state (the optimizer's moments, or a population), the shuffling generator, the
+epoch and batch counters and the metrics so far — so that a run is reproducible bit for bit
+from its seed, and a checkpoint of that state continues it exactly.
 
-Per batch: the engine computes the gradient of the batch mean of E (which leaves the
-outputs of that forward pass in ``net.a[L]``, used for the running training loss and
-accuracy at no extra cost), the loss is checked to be finite, and the optimizer steps.
-Per epoch: the evaluation sets are measured in one full pass each, and one metrics
+There is one batch loop (:meth:`Trainer.run_epoch`) and a pluggable :class:`Update` that says
+what one batch does to the weights:
+
+- :class:`GradientUpdate`: forward pass, gradient by one of the four engines, optimizer step;
+- ``GeneticUpdate`` and ``EvolutionUpdate`` (:mod:`nnet.training.evolution`): one generation
+  of a genetic algorithm or of evolution strategies.
+
+Per batch, the loop gathers the samples into a workspace allocated once, the update computes
+the outputs and loss of the current network on them and hands both to the loop's tally,
+which stops training loudly if the loss is not finite *before* the update changes the
+weights. Per epoch, the evaluation sets are measured in one full pass each, and one metrics
 dictionary is appended to ``history``.
 """
 
@@ -20,16 +27,18 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from nnet.core.engines import _ENGINES, check_engine
-from nnet.core.network import Network
+from nnet.core.engines import get_engine
+from nnet.core.network import ForwardPass, Network
 from nnet.errors import NnetError
 from nnet.training.optim import Optimizer
 
 Array = np.ndarray
+
+LearningRate = float | Callable[[float], float]
 
 
 class DivergenceError(NnetError):
@@ -52,11 +61,13 @@ def evaluate(net: Network, data: Split, *, chunk: int = 10000) -> tuple[float, f
     """(mean loss, accuracy or None) of ``net`` on ``data``, in chunks of ``chunk`` samples."""
     total = 0.0
     correct = 0
+    ws = net.workspace(min(chunk, len(data)))
     for s in range(0, len(data), chunk):
         x = data.x[s : s + chunk]
-        t = data.t[s : s + chunk]
-        O = net._forward(x)
-        total += float(np.sum(net.loss.value(O, t), dtype=np.float64))
+        fp = ws.rows(len(x))
+        np.copyto(fp.x, x)
+        O = net.propagate(fp).O
+        total += float(np.sum(net.loss.value(O, data.t[s : s + chunk]), dtype=np.float64))
         if data.y is not None:
             correct += int(np.count_nonzero(np.argmax(O, axis=1) == data.y[s : s + chunk]))
     n = len(data)
@@ -93,17 +104,40 @@ class StopFlag:
             signal.signal(signal.SIGTERM, old_term)
 
 
-LearningRate = float | Callable[[float], float]
+# The loop's check of one batch: (outputs O, summed loss, seconds spent in the engine).
+Tally = Callable[[Array, float, float], None]
 
 
-class Trainer:
-    """Mini-batch training of ``net`` with ``optimizer``; see the module docstring.
+class Update(Protocol):
+    """What one mini-batch does to the weights.
 
-    ``lr`` is a number or a function of the fractional epoch (0 at the start of training)
-    returning the learning rate. ``rng`` drives the shuffling (and dropout masks, if any).
+    ``step`` receives the batch's inputs already in ``fp.x`` (a workspace of the batch's
+    rows, a^0 with its bias column) and targets ``t``. It must compute the outputs and the
+    summed loss of the current network on the batch and call ``tally(O, loss_sum,
+    engine_seconds)`` *before* it changes the weights: the tally raises when the loss is not
+    finite, so no NaN reaches the weights.
     """
 
-    _divergence_hint = "try a smaller learning rate"  # the advice when training diverges
+    optimizer: Optimizer | None  # saved in checkpoints (None: nothing to save)
+    hint: str  # the advice when training diverges
+    modifies_input: bool  # True if step scales fp.x in place (then targets are gathered apart)
+
+    def lr_at(self, epoch_progress: float) -> float | None: ...
+
+    def step(
+        self, net: Network, fp: ForwardPass, t: Array, lr: float | None, tally: Tally
+    ) -> None: ...
+
+
+class GradientUpdate:
+    """Gradient training: forward pass, the gradient by ``engine``, one optimizer step.
+
+    ``lr`` is a number or a function of the fractional epoch (0 at the start of training);
+    ``dropout`` one rate per layer 0 ... L-1 (None: no dropout), whose masks are drawn from
+    ``rng`` into arrays kept from batch to batch.
+    """
+
+    hint = "try a smaller learning rate"
 
     def __init__(
         self,
@@ -111,25 +145,14 @@ class Trainer:
         optimizer: Optimizer,
         *,
         lr: LearningRate,
-        batch_size: int,
-        epochs: int,
         rng: np.random.Generator,
         engine: str = "backprop",
         dropout: Sequence[float] | None = None,
-        patience: int = 0,
-        restore_best: bool = True,
     ) -> None:
-        if batch_size < 1:
-            raise NnetError(f"batch size must be at least 1; got {batch_size}.")
-        if epochs < 0:
-            raise NnetError(f"epochs must be at least 0; got {epochs}.")
-        self.net = net
         self.optimizer = optimizer
         self.lr = lr
-        self.batch_size = int(batch_size)
-        self.epochs = int(epochs)
         self.rng = rng
-        self.engine = check_engine(engine)
+        self.engine = get_engine(engine)
         if dropout is not None:
             dropout = [float(p) for p in dropout]
             if len(dropout) != net.L or not all(0 <= p < 1 for p in dropout):
@@ -137,9 +160,79 @@ class Trainer:
                     f"dropout needs {net.L} rates in [0, 1), one per layer 0..{net.L - 1} "
                     f"(the input and the hidden layers); got {dropout}."
                 )
+            if not any(dropout):
+                dropout = None
         self.dropout = dropout
+        self.modifies_input = bool(dropout and dropout[0] > 0)
+        self.grads = [np.empty_like(w) for w in net.weights]  # reused by every batch
+        self._masks: list[Array | None] = []  # dropout masks, (batch size, #l) each
+        self._mask_rows = 0
+
+    def lr_at(self, epoch_progress: float) -> float:
+        return float(self.lr(epoch_progress) if callable(self.lr) else self.lr)
+
+    def masks(self, net: Network, B: int) -> list[Array | None] | None:
+        """Inverted-dropout masks for B samples: 0 where a neuron is dropped, 1/(1 - p)
+        where it is kept, drawn from ``rng``."""
+        if self.dropout is None:
+            return None
+        if B > self._mask_rows:
+            self._mask_rows = B
+            self._masks = [
+                None if p <= 0 else np.empty((B, net.sizes[l]), net.dtype)
+                for l, p in enumerate(self.dropout)
+            ]
+        out: list[Array | None] = []
+        for m, p in zip(self._masks, self.dropout, strict=True):
+            if m is None or p <= 0:
+                out.append(None)
+                continue
+            m = m[:B]
+            self.rng.random(dtype=m.dtype, out=m)
+            np.multiply(m >= p, m.dtype.type(1.0 / (1.0 - p)), out=m)
+            out.append(m)
+        return out
+
+    def step(self, net: Network, fp: ForwardPass, t: Array, lr: float | None, tally: Tally) -> None:
+        masks = self.masks(net, fp.B)
+        t0 = time.perf_counter()
+        fp = net.propagate(fp, masks)
+        loss = float(np.sum(net.loss.value(fp.O, t), dtype=np.float64))
+        grads = self.engine(net, fp, t, out=self.grads)
+        tally(fp.O, loss, time.perf_counter() - t0)
+        self.optimizer.step(net.weights, grads, lr)  # type: ignore[arg-type]
+
+
+class Trainer:
+    """Mini-batch training of ``net`` by ``update``; see the module docstring.
+
+    ``rng`` drives the shuffling (and the update's random draws share it: dropout masks,
+    populations). ``patience`` > 0 stops after that many epochs without a better validation
+    loss; ``restore_best`` puts the best epoch's weights back at the end.
+    """
+
+    def __init__(
+        self,
+        net: Network,
+        update: Update,
+        *,
+        batch_size: int,
+        epochs: int,
+        rng: np.random.Generator,
+        patience: int = 0,
+        restore_best: bool = True,
+    ) -> None:
+        if batch_size < 1:
+            raise NnetError(f"batch size must be at least 1; got {batch_size}.")
+        if epochs < 0:
+            raise NnetError(f"epochs must be at least 0; got {epochs}.")
         if patience < 0:
             raise NnetError(f"patience must be >= 0; got {patience}.")
+        self.net = net
+        self.update = update
+        self.batch_size = int(batch_size)
+        self.epochs = int(epochs)
+        self.rng = rng
         self.patience = int(patience)
         self.restore_best = restore_best
         # The best weights by validation loss: (loss, epoch, weights), when there is one.
@@ -151,21 +244,36 @@ class Trainer:
         self.train_seconds = 0.0
         # The pass over the data under way (None between epochs); see run_epoch.
         self.progress: dict[str, Any] | None = None
+        self._x1: tuple[Array, Array] | None = None
+        self._last_loss = 0.0  # the mean loss of the last batch, for on_batch
 
-    def lr_at(self, epoch_progress: float) -> float:
-        return float(self.lr(epoch_progress) if callable(self.lr) else self.lr)
-
-    def _masks(self, batch: int) -> list[Array | None] | None:
-        if not self.dropout or not any(self.dropout):
-            return None
-        masks: list[Array | None] = []
-        for l, p in enumerate(self.dropout):
-            if p <= 0:
-                masks.append(None)
-                continue
-            keep = self.rng.random((batch, self.net.sizes[l]), dtype=self.net.dtype) >= p
-            masks.append(keep.astype(self.net.dtype) * self.net.dtype.type(1.0 / (1.0 - p)))
-        return masks
+    @classmethod
+    def gradient(
+        cls,
+        net: Network,
+        optimizer: Optimizer,
+        *,
+        lr: LearningRate,
+        batch_size: int,
+        epochs: int,
+        rng: np.random.Generator,
+        engine: str = "backprop",
+        dropout: Sequence[float] | None = None,
+        patience: int = 0,
+        restore_best: bool = True,
+    ) -> Trainer:
+        """A trainer of ``net`` by gradients: ``engine`` and ``optimizer`` (see
+        :class:`GradientUpdate`), the usual case."""
+        update = GradientUpdate(net, optimizer, lr=lr, rng=rng, engine=engine, dropout=dropout)
+        return cls(
+            net,
+            update,
+            batch_size=batch_size,
+            epochs=epochs,
+            rng=rng,
+            patience=patience,
+            restore_best=restore_best,
+        )
 
     def _with_bias(self, x: Array) -> Array:
         """x with a column of ones appended, [x, 1] = a^0 of every sample: batches are then
@@ -177,14 +285,13 @@ class Trainer:
             isinstance(base, np.ndarray)
             and base.shape == (x.shape[0], x.shape[1] + 1)
             and base.dtype == self.net.dtype
-            and x.ctypes.data == base.ctypes.data
+            and np.shares_memory(x, base)
             and x.strides == base.strides
             and np.all(base[:, -1] == 1)
         ):
             return base
-        cached = self.__dict__.get("_x1")
-        if cached is not None and cached[0] is x:
-            return cached[1]
+        if self._x1 is not None and self._x1[0] is x:
+            return self._x1[1]
         x1 = np.empty((x.shape[0], x.shape[1] + 1), dtype=self.net.dtype)
         x1[:, :-1] = x
         x1[:, -1] = 1.0
@@ -220,65 +327,65 @@ class Trainer:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             # overflow shows up as a non-finite loss, which stops training with one clear
             # message; NumPy's warnings on the way there would only be noise
-            return self._pass(train, perm, n_batches, stop, on_batch)
+            self._batches(train, perm, n_batches, stop, on_batch)
+        return self._end_pass(train, n_batches)
 
-    def _pass(
+    def _batches(
         self,
         train: Split,
         perm: Array,
         n_batches: int,
         stop: StopFlag | None,
         on_batch: Callable[[int, float], None] | None,
-    ) -> dict[str, Any] | None:
-        net, L, bs, p = self.net, self.net.L, self.batch_size, self.progress
+    ) -> None:
+        """The one batch loop: gather, let the update step, tally, report."""
+        net, bs, p, update = self.net, self.batch_size, self.progress, self.update
         assert p is not None
-        grad_fn = _ENGINES[self.engine]
-        grads = [np.empty_like(w) for w in net.weights]  # reused by every batch
-        input_dropout = bool(self.dropout and self.dropout[0] > 0)
         x1 = self._with_bias(train.x)
-        t_buf = np.empty((bs,) + train.t.shape[1:], dtype=train.t.dtype)
+        ws = net.workspace(min(bs, len(train)))
+        t_buf = np.empty((ws.B,) + train.t.shape[1:], dtype=train.t.dtype)
         start = time.perf_counter()
         for b in range(p["batch"], n_batches):
             idx = perm[b * bs : (b + 1) * bs]
-            # gather whole rows [x, 1] straight into the network's a^0 buffer (no extra copy)
-            a0 = np.take(x1, idx, axis=0, out=net.input_buffer(len(idx)), mode="clip")
-            xb = a0[:, :-1]
-            # an autoencoder's targets are its inputs: no second gather, unless input dropout
-            # is about to scale the input buffer in place
-            if train.t is train.x and not input_dropout:
-                tb = xb
+            fp = ws.rows(len(idx))
+            # gather whole rows [x, 1] straight into the workspace's a^0 (no extra copy)
+            np.take(x1, idx, axis=0, out=fp.a[0], mode="clip")
+            # an autoencoder's targets are its inputs: no second gather, unless the update
+            # is about to scale the inputs in place (input dropout)
+            if train.t is train.x and not update.modifies_input:
+                t = fp.x
             else:
-                tb = np.take(train.t, idx, axis=0, out=t_buf[: len(idx)], mode="clip")
-            masks = self._masks(len(idx))
-            t0 = time.perf_counter()
-            grad_fn(net, xb, tb, masks=masks, out=grads)
-            p["engine_seconds"] += time.perf_counter() - t0
-            O = net.a[L][:, :-1]
-            batch_loss = float(np.sum(net.loss.value(O, tb), dtype=np.float64))
-            self._tally(train, idx, b, O, batch_loss)  # before the step: no NaN reaches w
-            self.optimizer.step(net.weights, grads, self.lr_at(self.epoch + b / n_batches))
+                t = np.take(train.t, idx, axis=0, out=t_buf[: len(idx)], mode="clip")
+
+            def tally(O: Array, loss: float, seconds: float, b: int = b, idx: Array = idx) -> None:
+                self._tally(train, idx, b, O, loss, seconds)
+
+            update.step(net, fp, t, update.lr_at(self.epoch + b / n_batches), tally)
             p["batch"] = b + 1
             if on_batch is not None:
-                on_batch(len(idx), batch_loss / len(idx))
+                on_batch(len(idx), self._last_loss)
             if stop and p["batch"] < n_batches:
                 break
         p["seconds"] += time.perf_counter() - start
-        return self._end_pass(train, n_batches)
 
-    def _tally(self, train: Split, idx: Array, b: int, O: Array, batch_loss: float) -> None:
+    def _tally(
+        self, train: Split, idx: Array, b: int, O: Array, loss: float, seconds: float
+    ) -> None:
         """Add batch b (samples ``idx``, outputs O, summed loss) to the pass's running sums;
         stop training loudly when its loss is not finite."""
         p = self.progress
         assert p is not None
-        if not np.isfinite(batch_loss):
+        if not np.isfinite(loss):
             raise DivergenceError(
                 f"training diverged at epoch {self.epoch + 1}, batch {b + 1}: the loss "
-                f"became {batch_loss}; {self._divergence_hint}."
+                f"became {loss}; {self.update.hint}."
             )
         if train.y is not None:
             p["correct"] += int(np.count_nonzero(np.argmax(O, axis=1) == train.y[idx]))
-        p["loss_sum"] += batch_loss
+        p["loss_sum"] += loss
         p["seen"] += len(idx)
+        p["engine_seconds"] += seconds
+        self._last_loss = loss / len(idx)
 
     def _end_pass(self, train: Split, n_batches: int) -> dict[str, Any] | None:
         """After a pass's batches: check the weights are finite, and return the pass's
@@ -289,7 +396,7 @@ class Trainer:
             if not np.isfinite(w).all():
                 raise DivergenceError(
                     f"training diverged in epoch {self.epoch + 1}: w{k} holds NaN or "
-                    f"infinite values; {self._divergence_hint}."
+                    f"infinite values; {self.update.hint}."
                 )
         if p["batch"] < n_batches:
             return None
@@ -335,9 +442,9 @@ class Trainer:
         validation loss are kept; with ``patience`` > 0, training stops after that many
         epochs without improvement, and when training ends the best weights are put back
         (``restore_best``). A stop request (``stop``, Ctrl-C) ends it after the current
-        batch and leaves the current weights, optimizer and generator as they are, so the
-        run can be checkpointed and continued; :meth:`model_weights` then gives the weights
-        to save as the model. Returns the per-epoch metrics.
+        batch and leaves the current weights, update state and generator as they are, so
+        the run can be checkpointed and continued; :meth:`model_weights` then gives the
+        weights to save as the model. Returns the per-epoch metrics.
         """
         evals = evals or {}
         if self.patience and "val" not in evals:
@@ -348,7 +455,7 @@ class Trainer:
             if on_epoch_start is not None:
                 on_epoch_start(self.epoch)
             start = time.perf_counter()
-            lr = self.lr_at(self.epoch)
+            lr = self.update.lr_at(self.epoch)
             row = self.run_epoch(train, stop=stop, on_batch=on_batch)
             if row is None:  # stopped within the epoch: nothing to report for it yet
                 break

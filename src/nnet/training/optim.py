@@ -14,17 +14,14 @@ w^k): shrinking a bias towards 0 does not make the function smoother, it only sh
 Speed: an update is a dozen element-wise passes over arrays as large as the weights
 (784-800-800-10: 1.3 M numbers, 5 MB each in float32). Done on whole arrays, every pass goes
 to main memory; the updates here run on blocks of rows small enough that all the passes of a
-block stay in the CPU cache; the blocks can be shared among ``threads`` threads (NumPy
-releases the GIL inside its loops; one by default). Each number sees exactly the same
-operations in the same order either way, so the result does not depend on the blocks or
-the threads.
+block stay in the CPU cache. Each number sees exactly the same operations in the same
+order either way, so the result does not depend on the blocks.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -48,16 +45,13 @@ class Optimizer:
     name = "base"
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, *, weight_decay: float = 0.0, threads: int | None = None) -> None:
+    def __init__(self, *, weight_decay: float = 0.0) -> None:
         if not weight_decay >= 0:
             raise NnetError(f"weight decay must be >= 0; got {weight_decay}.")
         self.weight_decay = float(weight_decay)
         self.state: dict[str, Array] = {}
         self.t = 0  # steps taken
-        # One thread by default: measured on 784-800-800-10, a second thread made the
-        # memory-bound Adam step slower, not faster (docs/performance.md).
-        self.threads = 1 if threads is None else max(1, int(threads))
-        self._pool: ThreadPoolExecutor | None = None
+        self._scratch: dict[tuple, Array] = {}  # kept between steps: no allocation
 
     def step(self, weights: Sequence[Array], grads: Sequence[Array], lr: float) -> None:
         """One update of every w^k in place, with learning rate ``lr``."""
@@ -69,18 +63,10 @@ class Optimizer:
                     self.state[f"{name}{k}"] = np.zeros_like(w)
             rows = max(1, BLOCK // max(1, w.shape[1]))
             tasks += [(k, w, g, slice(r, r + rows)) for r in range(0, w.shape[0], rows)]
-        if self.threads == 1 or len(tasks) == 1:
-            self._run(tasks, lr)
-            return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="nnet-optim")
-        share = -(-len(tasks) // self.threads)
-        parts = [tasks[i : i + share] for i in range(0, len(tasks), share)]
-        for future in [self._pool.submit(self._run, part, lr) for part in parts]:
-            future.result()
+        self._run(tasks, lr)
 
     def _run(self, tasks: list[tuple[int, Array, Array, slice]], lr: float) -> None:
-        scratch: dict[tuple, Array] = {}
+        scratch = self._scratch
         for k, w, g, rows in tasks:
             wb, gb = w[rows], g[rows]
             tmp = scratch.get((wb.shape, wb.dtype))
@@ -105,9 +91,6 @@ class Optimizer:
     def settings(self) -> dict[str, float | bool | str]:
         return {"optimizer": self.name, "weight_decay": self.weight_decay}
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_pool": None}
-
 
 class SGD(Optimizer):
     """Stochastic gradient descent with (optionally Nesterov) momentum."""
@@ -120,9 +103,8 @@ class SGD(Optimizer):
         momentum: float = 0.0,
         nesterov: bool = False,
         weight_decay: float = 0.0,
-        threads: int | None = None,
     ) -> None:
-        super().__init__(weight_decay=weight_decay, threads=threads)
+        super().__init__(weight_decay=weight_decay)
         if not 0 <= momentum < 1:
             raise NnetError(f"momentum must be in [0, 1); got {momentum}.")
         if nesterov and momentum == 0:
@@ -176,9 +158,8 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         decoupled: bool = False,
-        threads: int | None = None,
     ) -> None:
-        super().__init__(weight_decay=weight_decay, threads=threads)
+        super().__init__(weight_decay=weight_decay)
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise NnetError(f"Adam betas must be in [0, 1); got {beta1}, {beta2}.")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)

@@ -1,6 +1,6 @@
 """Named training setups: the notes' experiments, and what works best.
 
-A preset is a dictionary of training settings; a command-line flag given explicitly
+A preset is a :class:`~nnet.training.settings.Settings`; a command-line flag given explicitly
 overrides the preset's value. Keys match the ``nnet train`` flags.
 
 Trainers without gradients
@@ -18,76 +18,45 @@ from __future__ import annotations
 
 from typing import Any
 
-# The notes' experiment: the author's network, error, optimizer and initialization.
-SEED: dict[str, Any] = {
-    "task": "classifier",
-    "dataset": "mnist",
-    "sizes": [784, 16, 16, 10],
-    "activation": ["sigmoid"],
-    "loss": "mse",
-    "init": ["author"],
-    "optimizer": "sgd",
-    "lr": 10.0,
-    "momentum": 0.5,
-    "nesterov": False,
-    "weight_decay": 0.0,
-    "batch_size": 1000,
-    "epochs": 16,
-    "dropout": None,
-    "schedule": "constant",
-    "warmup": 0.0,
-    "val": 0,
-    "patience": 0,
-    "engine": "backprop",
-    "seed": 0,
-    "dtype": "float32",
-    "train_samples": None,
-    "trainer": "gradient",
-    # gradient-free trainers only (None: unused, or that trainer's default below)
-    "population": None,
-    "mutation_rate": None,
-    "mutation_scale": None,
-    "crossover_rate": None,
-    "elite": None,
-    "sigma": None,
-}
+from nnet.errors import NnetError
+from nnet.training.settings import TRAINER_SETTINGS, Settings
+
+# The notes' experiment: the author's network, error, optimizer and initialization (the
+# defaults of Settings).
+SEED = Settings()
 
 # The author's second experiment: reconstruct the input through a 64-neuron bottleneck.
-AUTOENCODER: dict[str, Any] = {**SEED, "task": "autoencoder", "sizes": [784, 64, 784]}
+AUTOENCODER = SEED.replace(preset="autoencoder", task="autoencoder", sizes=(784, 64, 784))
 
 # Beyond the notes: what trains the most accurate MLP on MNIST within two CPU minutes,
 # chosen on a validation split among the runs of benchmarks/choose_best.py (see the README).
-BEST: dict[str, Any] = {
-    **SEED,
-    "sizes": [784, 800, 800, 10],
-    "activation": ["relu"],
-    "loss": "cross_entropy",
-    "init": None,  # He normal, the customary one for ReLU layers
-    "optimizer": "adam",
-    "lr": 0.002,
-    "momentum": 0.0,
-    "batch_size": 256,
-    "epochs": 16,
-    "dropout": [0.1, 0.3, 0.3],
-    "schedule": "cosine",
-}
+BEST = SEED.replace(
+    preset="best",
+    sizes=(784, 800, 800, 10),
+    activation=("relu",),
+    loss="cross_entropy",
+    init=None,  # He normal, the customary one for ReLU layers
+    optimizer="adam",
+    lr=0.002,
+    momentum=0.0,
+    batch_size=256,
+    epochs=16,
+    dropout=(0.1, 0.3, 0.3),
+    schedule="cosine",
+)
 
-PRESETS: dict[str, dict[str, Any]] = {
-    "seed": SEED,
-    "autoencoder": AUTOENCODER,
-    "best": BEST,
-}
+PRESETS: dict[str, Settings] = {"seed": SEED, "autoencoder": AUTOENCODER, "best": BEST}
 
 # What ``--trainer genetic`` / ``--trainer evolution`` put over a preset (see the module
 # docstring). Chosen on the notes' network (``--preset seed``, seed 0) so that a run ends
-# in about 2 minutes on a 2-core machine, well within 5 (the record of what was tried is in
-# benchmarks/gradient_free.py):
-# - genetic: ~88 % test accuracy. More generations matter more than exact fitness: batches
-#   of 500 (120 generations per epoch) beat 1000; crossover helps (81 % without it at equal
-#   time); a mutation of 2 % of the weights by N(0, 0.1^2) beats 5 % by N(0, 0.05^2).
-# - evolution: ~91 %. The preset's batch of 1000, 100 antithetic pairs with sigma 0.02,
-#   and Adam with lr 0.02 on the rank-normalized estimate (the notes' SGD with lr 10 is
-#   made for true gradients of MSE, not for estimates of unit scale).
+# in about 2 minutes on a 2-core machine (the record of what was tried, and what each
+# reaches, is in benchmarks/gradient_free.py):
+# - genetic: more generations matter more than exact fitness: batches of 500 beat 1000;
+#   crossover helps; a mutation of 2 % of the weights by N(0, 0.1^2) beats 5 % by
+#   N(0, 0.05^2).
+# - evolution: the preset's batch of 1000, 100 antithetic pairs with sigma 0.02, and Adam
+#   with lr 0.02 on the rank-normalized estimate (the notes' SGD with lr 10 is made for
+#   true gradients of MSE, not for estimates of unit scale).
 TRAINER_DEFAULTS: dict[str, dict[str, Any]] = {
     "gradient": {},
     "genetic": {
@@ -116,26 +85,62 @@ TRAINER_DEFAULTS: dict[str, dict[str, Any]] = {
     },
 }
 
-# The settings each gradient-free trainer reads (and no other trainer does).
-TRAINER_SETTINGS: dict[str, tuple[str, ...]] = {
-    "gradient": (),
-    "genetic": ("population", "mutation_rate", "mutation_scale", "crossover_rate", "elite"),
-    "evolution": ("population", "sigma"),
-}
+# Settings a gradient-free trainer refuses when given explicitly: it computes no gradient
+# (and the genetic algorithm takes no optimizer step either).
+NOT_WITHOUT_GRADIENTS = ("engine", "dropout")
+NOT_GENETIC = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup")
+
+
+def flag(key: str) -> str:
+    """The command-line flag of the setting ``key``."""
+    return f"--{key.replace('_', '-')}"
+
+
+def check_explicit(explicit: dict[str, Any], trainer: str) -> None:
+    """Refuse explicit settings that ``trainer`` would silently ignore (one clear line)."""
+    own = TRAINER_SETTINGS[trainer]
+    population_keys = TRAINER_SETTINGS["genetic"] + TRAINER_SETTINGS["evolution"]
+    stray = [k for k in dict.fromkeys(population_keys) if k in explicit and k not in own]
+    if stray:
+        users = [k for k in ("genetic", "evolution") if stray[0] in TRAINER_SETTINGS[k]]
+        raise NnetError(
+            f"{flag(stray[0])} applies only to --trainer {' or '.join(users)}"
+            + (f", not to --trainer {trainer}" if trainer != "gradient" else "")
+            + "."
+        )
+    if trainer == "gradient":
+        return
+    refused = NOT_WITHOUT_GRADIENTS + (NOT_GENETIC if trainer == "genetic" else ())
+    given = [k for k in refused if k in explicit]
+    if given:
+        why = {
+            "engine": "it computes no gradient, so there is no gradient engine",
+            "dropout": "dropout needs gradient training",
+        }.get(given[0], "the genetic algorithm uses no optimizer or learning rate")
+        raise NnetError(f"--trainer {trainer} does not take {flag(given[0])}: {why}.")
 
 
 def settings_for(
-    preset: str, explicit: dict[str, Any] | None = None, trainer: str | None = None
-) -> dict[str, Any]:
+    preset: str = "seed", explicit: dict[str, Any] | None = None, trainer: str | None = None
+) -> Settings:
     """The settings of a run: ``preset``, then the trainer's defaults, then ``explicit``.
 
     ``trainer`` (default: the explicit one, else the preset's) selects the defaults of
-    :data:`TRAINER_DEFAULTS`; values in ``explicit`` that are None are not given.
+    :data:`TRAINER_DEFAULTS`; values in ``explicit`` that are None are not given. An
+    optimizer other than SGD given over a preset with SGD momentum drops that momentum
+    (Adam has none), unless momentum is given explicitly too.
     """
+    if preset not in PRESETS:
+        raise NnetError(f"unknown preset {preset!r}: expected one of {', '.join(PRESETS)}.")
     explicit = {k: v for k, v in (explicit or {}).items() if v is not None}
-    settings = dict(PRESETS[preset])
-    trainer = trainer or explicit.get("trainer") or settings["trainer"]
-    settings.update(TRAINER_DEFAULTS[trainer])
-    settings["trainer"] = trainer
-    settings.update({k: v for k, v in explicit.items() if k in settings})
-    return settings
+    base = PRESETS[preset]
+    trainer = trainer or explicit.get("trainer") or base.trainer
+    if trainer not in TRAINER_SETTINGS:
+        known = ", ".join(TRAINER_SETTINGS)
+        raise NnetError(f"unknown trainer {trainer!r}: expected one of {known}.")
+    check_explicit(explicit, trainer)
+    values = {**base.to_dict(), **TRAINER_DEFAULTS.get(trainer, {}), "trainer": trainer}
+    values.update(explicit)
+    if values["optimizer"] != "sgd" and "momentum" not in explicit and "nesterov" not in explicit:
+        values.update(momentum=0.0, nesterov=False)  # the preset's SGD momentum does not apply
+    return Settings.from_dict(values)

@@ -26,20 +26,24 @@ from nnet.errors import NnetError
 
 Array = np.ndarray
 
-_ENGINES: dict[str, Callable[..., list[Array]]] = {
+# Every engine is gradients(net, fp, t, *, out=None): the gradient from a forward pass.
+Engine = Callable[..., list[Array]]
+
+ENGINE_FUNCTIONS: dict[str, Engine] = {
     "recursive": recursive.gradients,
     "matrix": matrix.gradients,
     "frontprop": frontprop.gradients,
     "backprop": backprop.gradients,
 }
 
-ENGINES: tuple[str, ...] = tuple(_ENGINES)
+ENGINES: tuple[str, ...] = tuple(ENGINE_FUNCTIONS)
 
 
-def check_engine(engine: str) -> str:
-    if engine not in _ENGINES:
+def get_engine(engine: str) -> Engine:
+    """The engine function named ``engine``; NnetError listing the known ones otherwise."""
+    if engine not in ENGINE_FUNCTIONS:
         raise NnetError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINES)}.")
-    return engine
+    return ENGINE_FUNCTIONS[engine]
 
 
 def gradients(
@@ -48,11 +52,10 @@ def gradients(
     """The gradient of the mean over the batch of E(x, t), one array per w^k.
 
     ``x`` has shape (B, #0), ``t`` shape (B, #L); the result is a list shaped like
-    ``net.weights`` (same shapes, the network's dtype). After the call, ``net.h`` and
-    ``net.a`` hold the forward pass of this batch. ``masks`` are dropout masks for layers
-    0 ... L-1 (see `Network.forward`); every engine differentiates the same dropped network.
+    ``net.weights`` (same shapes, the network's dtype). ``masks`` are dropout masks for
+    layers 0 ... L-1 (see `Network.propagate`); every engine differentiates the same
+    dropped network.
     """
-    fn = _ENGINES[check_engine(engine)]
-    x = net.check_x(x)
-    t = net.check_t(t, x.shape[0])
-    return fn(net, x, t, masks=masks)
+    fn = get_engine(engine)
+    fp = net.forward_pass(x, masks=masks)
+    return fn(net, fp, net.check_t(t, fp.B))

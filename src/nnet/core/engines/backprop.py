@@ -17,30 +17,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnet.core.network import Grads, Masks, Network
+from nnet.core.network import ForwardPass, Grads, Network
 
 Array = np.ndarray
 
 
-def gradients(
-    net: Network, x: Array, t: Array, *, masks: Masks = None, out: Grads = None
-) -> list[Array]:
+def gradients(net: Network, fp: ForwardPass, t: Array, *, out: Grads = None) -> list[Array]:
     """Gradient of the batch mean of E with respect to every w^k, by backpropagation.
 
-    ``out``: arrays shaped like the weights to write the gradient into (training reuses
-    them batch after batch); new arrays when None.
+    ``fp`` is the forward pass of the batch (:meth:`Network.forward_pass`), ``t`` its
+    targets; ``out``: arrays shaped like the weights to write the gradient into (training
+    reuses them batch after batch), new arrays when None. delta^l is written into the pass's
+    work arrays, which the forward pass no longer needs.
     """
-    O = net._forward(x, masks)
-    B = x.shape[0]
-    delta = net.loss.dEdO(O, t)  # a new (B, #L) array
-    delta *= 1.0 / B
-    net.times_gprime(net.L, delta)  # delta^L = dE/dO * g'(h^L)
+    delta = net.loss.dEdO(fp.O, t)  # a new (B, #L) array
+    delta *= 1.0 / fp.B
+    fp.times_gprime(net.L, delta)  # delta^L = dE/dO * g'(h^L)
     grads = out if out is not None else [np.empty_like(w) for w in net.weights]
     for k in range(net.L - 1, -1, -1):
-        np.matmul(net.a[k].T, delta, out=grads[k])  # (a^k)^T delta^(k+1), (#k + 1, #(k+1))
-        if k > 0:
-            # delta^k = (delta^(k+1) (w^k without its bias row)^T) * g'(h^k), written into
-            # the forward pass's work array of layer k
-            delta = np.matmul(delta, net.weights[k][:-1].T, out=net.work(k))
-            net.times_gprime(k, delta)
+        np.matmul(fp.a[k].T, delta, out=grads[k])  # grad w^k = (a^k)^T delta^(k+1)
+        if k > 0:  # delta^k = (delta^(k+1) (w^k without its bias row)^T) * g'(h^k)
+            delta = fp.times_gprime(k, np.matmul(delta, net.weights[k][:-1].T, out=fp.work[k]))
     return grads

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnet.core.network import Grads, Masks, Network
+from nnet.core.network import ForwardPass, Grads, Network
 
 Array = np.ndarray
 
@@ -60,17 +60,14 @@ def M_chain(net: Network, k: int, gp: list[Array]) -> Array:
     return M
 
 
-def gradients(
-    net: Network, x: Array, t: Array, *, masks: Masks = None, out: Grads = None
-) -> list[Array]:
-    """Gradient of the batch mean of E with respect to every w^k, by factored frontprop."""
-    O = net._forward(x, masks)
-    B = x.shape[0]
-    e = net.loss.dEdO(O, t) * (1.0 / B)  # dE/dO for the batch mean, (B, #L)
-    gp = [np.empty(0)] + [net.gprime(l) for l in range(1, net.L + 1)]
+def gradients(net: Network, fp: ForwardPass, t: Array, *, out: Grads = None) -> list[Array]:
+    """Gradient of the batch mean of E with respect to every w^k, by factored frontprop,
+    from the forward pass ``fp`` of the batch and its targets ``t``."""
+    e = net.loss.dEdO(fp.O, t) * (1.0 / fp.B)  # dE/dO for the batch mean, (B, #L)
+    gp = [np.empty(0)] + [fp.gprime(l) for l in range(1, net.L + 1)]
     grads = out if out is not None else [np.empty_like(w) for w in net.weights]
     for k in range(net.L):
         M = M_chain(net, k, gp)
         e_M = np.einsum("bq,qbj->bj", e, M)  # sum_q dE/dO_q M^L_k[q, j], (B, #(k+1))
-        np.matmul(net.a[k].T, e_M, out=grads[k])  # (3'): a^k (x) e_M, summed over b
+        np.matmul(fp.a[k].T, e_M, out=grads[k])  # (3'): a^k (x) e_M, summed over b
     return grads

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnet.core.network import Grads, Masks, Network
+from nnet.core.network import ForwardPass, Grads, Network
 
 Array = np.ndarray
 
@@ -130,19 +130,18 @@ def chunk_size(
 
 def gradients(
     net: Network,
-    x: Array,
+    fp: ForwardPass,
     t: Array,
     *,
-    masks: Masks = None,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     out: Grads = None,
 ) -> list[Array]:
-    """Gradient of the batch mean of E with respect to every w^k, by equations (3)-(6)."""
-    O = net._forward(x, masks)
-    B = x.shape[0]
-    e = net.loss.dEdO(O, t) * (1.0 / B)  # dE/dO for the batch mean, (B, #L)
-    gp = [np.empty(0)] + [net.gprime(l) for l in range(1, net.L + 1)]
+    """Gradient of the batch mean of E with respect to every w^k, by equations (3)-(6),
+    from the forward pass ``fp`` of the batch and its targets ``t``."""
+    B = fp.B
+    e = net.loss.dEdO(fp.O, t) * (1.0 / B)  # dE/dO for the batch mean, (B, #L)
+    gp = [np.empty(0)] + [fp.gprime(l) for l in range(1, net.L + 1)]
     grads = out if out is not None else [np.empty_like(w) for w in net.weights]
     for k in range(net.L):
         n = chunk_size(net, k, memory_budget, chunk_bytes)
@@ -151,6 +150,6 @@ def gradients(
         work: dict = {}  # the A tensors' arrays, reused chunk after chunk
         for s in range(0, B, n):
             c = slice(s, s + n)
-            A_L = A_chain(net, k, net.a[k][c], [p[c] for p in gp], work)
+            A_L = A_chain(net, k, fp.a[k][c], [p[c] for p in gp], work)
             g += eq3_gradient(e[c], A_L)
     return grads

@@ -9,7 +9,7 @@ exactly as (2) is written (with the index slips corrected, see docs/derivation.m
                    = g'(h^l_q) sum_r w^(l-1)_rq da^(l-1)_r/dw^k_ij   otherwise
 
 and (1): grad E^k_ij = sum_q dE/dO_q da^L_q/dw^k_ij, with dE/dO_q = (2/#L)(O_q - t_q) for the
-notes' error. The forward pass (h, a, g'(h)) comes from `Network.forward`; only the recursion
+notes' error. The forward pass (h, a, g'(h)) comes from `Network.forward_pass`; only the recursion
 is pure Python, on Python floats.
 
 Memoization: each sample gets its own ``dadw`` closure with its own cache, so a cached value
@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from nnet.core.network import Grads, Masks, Network
+from nnet.core.network import ForwardPass, Grads, Network
 
 Array = np.ndarray
 
@@ -108,18 +108,16 @@ def eq1_gradient(
     return grads
 
 
-def gradients(
-    net: Network, x: Array, t: Array, *, masks: Masks = None, out: Grads = None
-) -> list[Array]:
-    """Gradient of the batch mean of E: equation (1) per sample, averaged over the batch."""
-    O = net._forward(x, masks)
-    B = x.shape[0]
-    dEdO = net.loss.dEdO(O, t).astype(np.float64)
-    gp = [np.empty((B, 0))] + [net.gprime(l).astype(np.float64) for l in range(1, net.L + 1)]
+def gradients(net: Network, fp: ForwardPass, t: Array, *, out: Grads = None) -> list[Array]:
+    """Gradient of the batch mean of E: equation (1) per sample, averaged over the batch,
+    from the forward pass ``fp`` of the batch and its targets ``t``."""
+    B = fp.B
+    dEdO = net.loss.dEdO(fp.O, t).astype(np.float64)
+    gp = [np.empty((B, 0))] + [fp.gprime(l).astype(np.float64) for l in range(1, net.L + 1)]
     w = [wk.astype(np.float64).tolist() for wk in net.weights]
     total = [np.zeros(wk.shape) for wk in net.weights]
     for b in range(B):
-        a_b = [a_l[b].astype(np.float64).tolist() for a_l in net.a]
+        a_b = [a_l[b].astype(np.float64).tolist() for a_l in fp.a]
         gp_b = [g_l[b].tolist() for g_l in gp]
         dadw = make_dadw(net.sizes, w, a_b, gp_b)
         for k, g_k in enumerate(eq1_gradient(net.sizes, dadw, dEdO[b].tolist())):
