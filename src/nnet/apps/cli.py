@@ -33,7 +33,6 @@ from nnet.training.settings import (
     Many,
     Number,
     Settings,
-    flag_type,
 )
 from nnet.version import __version__
 
@@ -52,6 +51,11 @@ def checked(check: Callable[[Any], Any]) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     return convert
+
+
+def setting_type(key: str) -> Callable[[str], Any]:
+    """The argparse type of the setting ``key``: its field's own check."""
+    return checked(FIELDS[key].metadata["check"])
 
 
 def path_arg(kind: str) -> Callable[[str], Path]:
@@ -107,12 +111,12 @@ def add_gradcheck(sub: argparse._SubParsersAction) -> None:
             "differences and against the first engine."
         ),
     )
-    p.add_argument("--sizes", type=flag_type("sizes"), default=(784, 16, 16, 10))
-    p.add_argument("--activation", type=flag_type("activation"), default=("sigmoid",))
-    p.add_argument("--loss", type=flag_type("loss"), default="mse")
+    p.add_argument("--sizes", type=setting_type("sizes"), default=(784, 16, 16, 10))
+    p.add_argument("--activation", type=setting_type("activation"), default=("sigmoid",))
+    p.add_argument("--loss", type=setting_type("loss"), default="mse")
     p.add_argument("--dtype", choices=DTYPES, default="float64")
     p.add_argument("--batch", type=checked(Number(int, 1, 100_000)), default=2, help="samples")
-    p.add_argument("--seed", type=flag_type("seed"), default=0)
+    p.add_argument("--seed", type=setting_type("seed"), default=0)
     p.add_argument(
         "--engines",
         type=names(ENGINES, "engine"),
@@ -194,7 +198,7 @@ def add_setting(p: argparse._ActionsContainer, key: str, help: str = "") -> None
     if isinstance(choice, Choice):  # argparse lists the choices in --help and in errors
         p.add_argument(flag(key), choices=list(choice.known), help=help)
     else:
-        p.add_argument(flag(key), type=flag_type(key), help=help)
+        p.add_argument(flag(key), type=setting_type(key), help=help)
 
 
 def add_data_flags(p: argparse.ArgumentParser, *, dataset: bool = True) -> None:

@@ -5,8 +5,8 @@ describe a run the same way.
 Every field has a *check* (:class:`Number`, :class:`Names`, ...) that converts and validates
 a value from Python or JSON (``check(value)``) or from a command-line string
 (``check.parse(text)``), raising :class:`NnetError` with one sentence. The command line builds
-its argument types from these checks (:func:`flag_type`), so a flag and a saved setting are
-validated by the same code. Checks that involve several fields run in
+its argument types from these checks, so a flag and a saved setting are validated by the same
+code. Checks that involve several fields run in
 :meth:`Settings.__post_init__`.
 
 Defaults are the notes' experiment (``--preset seed``); see :mod:`nnet.training.presets` for
@@ -349,21 +349,3 @@ class Settings:
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Settings)}
-
-
-def flag_type(name: str) -> Callable[[str], Any]:
-    """The command-line type of the setting ``name``: the text parsed and checked by the
-    field's own check (argparse reports the NnetError's message)."""
-    import argparse
-
-    check = FIELDS[name].metadata["check"]
-    parse = getattr(check, "parse", check)
-
-    def convert(text: str) -> Any:
-        try:
-            return parse(text)
-        except NnetError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = name  # argparse names the type in some messages
-    return convert
