@@ -1,25 +1,13 @@
 """Pictures of training runs and trained models, as PNG files; no display ever needed.
 
-Two jobs:
-
-- **Curves** (:func:`read_metrics`, :func:`read_runs`, :func:`plot_curves`): the per-epoch
-  metrics that ``nnet train --metrics FILE`` writes (JSON Lines, one object per epoch) or
-  that a model file keeps in its ``history``, drawn as loss and accuracy per epoch, several
-  runs overlaid.
-- **Model inspection** (:func:`inspect_model`): what a trained network does on the test
-  set: confusion matrix, first-layer weights, the most confidently wrong digits, hidden
-  activation histograms (a classifier), or reconstructions (an autoencoder).
-
-Everything is drawn on a :class:`matplotlib.figure.Figure` with the Agg canvas, never
-through ``pyplot``: no backend is selected, no window opened, no global figure state
-touched, so it works on a headless machine with ``DISPLAY`` and ``MPLBACKEND`` unset.
-Each file is rendered into memory and written with :func:`nnet.files.fileio.atomic_write`,
-so it appears whole or not at all. A PNG has exactly the pixels asked for, never cropped.
+:func:`plot_curves` draws the per-epoch metrics of runs, :func:`inspect_model` what a trained
+network does on the test set. Figures use the Agg canvas, never ``pyplot`` (no backend is
+selected, no window opened: it works headless); each file is written whole or not at all.
 """
 
 from __future__ import annotations
 
-import io
+import itertools
 import json
 import math
 import os
@@ -34,8 +22,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from nnet.core.network import Network
-from nnet.data.datasets import to_inputs
+from nnet.core.network import ForwardPass, Network
+from nnet.data.datasets import class_names, to_inputs
 from nnet.errors import NnetError
 from nnet.files.fileio import atomic_write
 from nnet.files.model_file import read_npz
@@ -57,28 +45,28 @@ MAX_WEIGHT_IMAGES = 100
 N_WRONG = 24
 #: How many test images ``reconstructions.png`` shows (beside their reconstructions).
 N_RECONSTRUCTIONS = 12
-#: Loss curves get a logarithmic axis when the largest plotted loss is at least this many
-#: times the smallest (two decades).
+#: The loss axis is logarithmic when the largest loss is this many times the smallest.
 LOG_SCALE_RATIO = 100.0
 #: Bins of each hidden-activation histogram.
 HISTOGRAM_BINS = 50
-#: The horizontal axes :func:`plot_curves` can draw against.
-X_AXES = ("epoch", "seconds")
+#: The horizontal axes :func:`plot_curves` can draw against: the label and title of each.
+X_AXES = {
+    "epoch": ("epoch", "{} per epoch"),
+    "seconds": ("training seconds (cumulative, evaluation included)", "{} against wall time"),
+}
 
 # Line style and legend name of each split of the metrics.
 _SPLITS = {"train": ("-", "train"), "val": (":", "validation"), "test": ("--", "test")}
+# The y label of each panel of the curves, and the factor its values are drawn with.
+_PANELS = {"loss": ("loss", 1.0), "accuracy": ("accuracy (%)", 100.0)}
 # Histogram ranges of the activations whose range is known (the others are measured).
 _FIXED_RANGE = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 # The share of activations worth a note, per activation: its activations.json key, which
-# values count, and the note's words. Saturated means g' below about 8% of its peak.
+# values count, and that condition in words. Saturated means g' below about 8% of its peak.
 _NOTED = {
-    "sigmoid": (
-        "saturated_fraction",
-        lambda a: (a < 0.02) | (a > 0.98),
-        "saturated\n(a < 0.02 or a > 0.98)",
-    ),
-    "tanh": ("saturated_fraction", lambda a: np.abs(a) > 0.96, "saturated\n(|a| > 0.96)"),
-    "relu": ("zero_fraction", lambda a: a == 0, "zero"),
+    "sigmoid": ("saturated_fraction", lambda a: (a < 0.02) | (a > 0.98), "a < 0.02 or a > 0.98"),
+    "tanh": ("saturated_fraction", lambda a: np.abs(a) > 0.96, "|a| > 0.96"),
+    "relu": ("zero_fraction", lambda a: a == 0, ""),
 }
 
 
@@ -96,14 +84,11 @@ def _new_figure(pixels: tuple[int, int], dpi: float = 100, **kwargs: Any) -> Fig
 
 def _write(path: Path, content: Figure | dict[str, Any]) -> Path:
     """Write a figure as PNG (its own size and dpi, never cropped), anything else as JSON."""
-    if isinstance(content, Figure):
-        buffer = io.BytesIO()
-        content.canvas.print_png(buffer)
-        data = buffer.getvalue()
-    else:
-        data = (json.dumps(content, indent=1, allow_nan=False) + "\n").encode()
-    with atomic_write(path) as f:
-        f.write(data)
+    with atomic_write(path) as f:  # a failure leaves no file behind
+        if isinstance(content, Figure):
+            content.canvas.print_png(f)
+        else:
+            f.write((json.dumps(content, indent=1, allow_nan=False) + "\n").encode())
     return path
 
 
@@ -124,9 +109,6 @@ def _pixels(size: Sequence[float], dpi: float) -> tuple[int, int]:
             "choose size and dpi for 50 to 10000 pixels a side."
         )
     return pixels
-
-
-# ============================================================================ nnet plot
 
 
 def _is_number(v: Any, finite: bool = False) -> bool:
@@ -158,10 +140,8 @@ def _check_row(row: Any, where: str) -> dict[str, Any]:
             f'{where} has no "epoch"; every line of a metrics file is one epoch, so fix or '
             "remove that line."
         )
-    if not _is_number(row["epoch"], finite=True):
-        raise NnetError(
-            f'{where} has "epoch": {_short(row["epoch"])}, not a number; fix that line.'
-        )
+    if not _is_number(epoch := row["epoch"], finite=True):
+        raise NnetError(f'{where} has "epoch": {_short(epoch)}, not a number; fix that line.')
     for key, value in row.items():
         numeric = key == "lr" or key.endswith(("_loss", "_accuracy"))
         if numeric and value is not None and not _is_number(value):
@@ -174,10 +154,8 @@ def _check_row(row: Any, where: str) -> dict[str, Any]:
 def read_metrics(path: PathLike) -> list[dict[str, Any]]:
     """The per-epoch metrics in a JSON Lines file written by ``nnet train --metrics FILE``.
 
-    One JSON object per line, each with at least ``epoch``; blank lines are skipped. A
-    missing, unreadable or empty file, or a line that is not valid JSON, not an object,
-    without ``epoch`` or with a non-numeric loss/accuracy/lr raises :class:`NnetError`
-    naming the file and the line number (counting from 1).
+    One JSON object per line, each with at least ``epoch``; blank lines are skipped. Any
+    problem raises :class:`NnetError` naming the file and the line number (from 1).
     """
     path = Path(path)
     if path.is_dir():
@@ -210,24 +188,18 @@ def read_metrics(path: PathLike) -> list[dict[str, Any]]:
             ) from None
         rows.append(_check_row(row, where))
     if not rows:
-        raise NnetError(
-            f"{path} is empty: it holds no epochs; train with --metrics {path} to fill it."
-        )
+        raise NnetError(f"{path} is empty: it holds no epochs; fill it with nnet train --metrics.")
     return rows
 
 
 def read_runs(paths: Sequence[PathLike]) -> dict[str, list[dict[str, Any]]]:
-    """Runs to overlay with :func:`plot_curves`, named after their files.
-
-    Each path is a metrics file (read with :func:`read_metrics`) or a model file ending in
-    ``.npz``, whose recorded training ``history`` is used. A run is named by the file name
-    without its suffix; when two files share that name, they are named by their paths.
-    """
+    """Runs to overlay with :func:`plot_curves`: metrics files (:func:`read_metrics`) or the
+    training ``history`` of model files (``.npz``), named after their files without suffix
+    (by their paths where two share a name)."""
     stems = [Path(p).stem for p in paths]
     runs: dict[str, list[dict[str, Any]]] = {}
-    for p, stem in zip(paths, stems, strict=True):
-        path = Path(p)
-        name = stem if stems.count(stem) == 1 else str(path)
+    for path in map(Path, paths):
+        name = path.stem if stems.count(path.stem) == 1 else str(path)
         while name in runs:  # the same path given twice
             name += "'"
         if path.suffix != ".npz":
@@ -235,36 +207,9 @@ def read_runs(paths: Sequence[PathLike]) -> dict[str, list[dict[str, Any]]]:
             continue
         history = read_npz(path)[1].get("history")
         if not isinstance(history, list) or not history:
-            raise NnetError(
-                f"{path} records no training history; plot the metrics file of its run."
-            )
+            raise NnetError(f"{path} records no training history; plot its run's metrics file.")
         runs[name] = [_check_row(r, f"{path} history entry {i}") for i, r in enumerate(history, 1)]
     return runs
-
-
-def _x_values(rows: list[dict[str, Any]], x: str, name: str) -> Array:
-    """The horizontal positions of ``rows``: their epochs, or the cumulative training
-    seconds (the running sum of each row's ``seconds``) at the end of each epoch."""
-    if x == "epoch":
-        return np.array([float(r["epoch"]) for r in rows])
-    seconds = [r.get("seconds") for r in rows]
-    for i, v in enumerate(seconds, 1):
-        if not _is_number(v, finite=True) or v < 0:
-            raise NnetError(
-                f'run {name!r} entry {i} has no "seconds" (a number >= 0) to plot against '
-                "time; plot it per epoch (--x epoch), or use a metrics file of nnet train."
-            )
-    return np.cumsum(np.array(seconds, dtype=np.float64))
-
-
-def _values(rows: list[dict[str, Any]], key: str) -> Array | None:
-    """The values of ``key``, nulls and non-finite values as NaN (gaps in the curve), or
-    None when no row has a value for ``key``."""
-    if not any(_is_number(r.get(key)) for r in rows):
-        return None
-    y = np.array([float(r[key]) if _is_number(r.get(key)) else np.nan for r in rows])
-    y[~np.isfinite(y)] = np.nan
-    return y
 
 
 def curves_figure(
@@ -280,52 +225,57 @@ def curves_figure(
         raise NnetError(f"x must be one of {', '.join(X_AXES)}; got {x!r}.")
     if not isinstance(runs, Mapping) or not runs:
         raise NnetError("no runs to plot; pass one or more metrics files.")
-    for name, rows in runs.items():
-        if not rows:
-            raise NnetError(f"run {name!r} has no epochs to plot; its metrics file is empty.")
-        for i, row in enumerate(rows, 1):
-            _check_row(row, f"run {name!r} entry {i}")
-    xs = {name: _x_values(rows, x, name) for name, rows in runs.items()}
     n = len(runs)
     turbo = colormaps["turbo"]
     colors = [f"C{i}" if n <= 10 else turbo(0.05 + 0.9 * i / (n - 1)) for i in range(n)]
-    # Every curve, as (panel, colour, split, x, y): each split of each run that has values.
-    curves = [
-        (panel, color, split, xs[name], y)
-        for panel in ("loss", "accuracy")
-        for color, (name, rows) in zip(colors, runs.items(), strict=True)
-        for split in _SPLITS
-        if (y := _values(rows, f"{split}_{panel}")) is not None
-    ]
+    curves = []  # (panel, colour, split, x, y): each split of each run that has values
+    for color, (name, rows) in zip(colors, runs.items(), strict=True):
+        if not rows:
+            raise NnetError(f"run {name!r} has no epochs to plot; its metrics file is empty.")
+        for i, row in enumerate(rows, 1):
+            where = f"run {name!r} entry {i}"
+            _check_row(row, where)
+            seconds = row.get("seconds")
+            if x == "seconds" and not (_is_number(seconds, finite=True) and seconds >= 0):
+                raise NnetError(
+                    f'{where} has no "seconds" (a number >= 0) to plot against time; plot it '
+                    "per epoch (--x epoch), or use a metrics file of nnet train."
+                )
+        # the epochs, or the training time at the end of each: the running sum of "seconds"
+        xs = np.array([float(row[x]) for row in rows])
+        xs = np.cumsum(xs) if x == "seconds" else xs
+        for panel, split in itertools.product(_PANELS, _SPLITS):
+            values = [row.get(f"{split}_{panel}") for row in rows]
+            if any(map(_is_number, values)):  # nulls and non-finite values are gaps (NaN)
+                y = np.array([float(v) if _is_number(v, finite=True) else np.nan for v in values])
+                curves.append((panel, color, split, xs, y))
     panels = ["loss"] + (["accuracy"] if any(c[0] == "accuracy" for c in curves) else [])
     fig = _new_figure(pixels, dpi, layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    axes = dict(zip(panels, fig.subplots(1, len(panels), squeeze=False)[0], strict=True))
     for panel, color, split, xs_run, y in curves:
-        ax, scale = (axes[1], 100.0) if panel == "accuracy" else (axes[0], 1.0)
         marker = "o" if np.count_nonzero(np.isfinite(y)) == 1 else None
+        ax, scale = axes[panel], _PANELS[panel][1]
         ax.plot(xs_run, y * scale, linestyle=_SPLITS[split][0], color=color, marker=marker, ms=4)
-    for ax, panel in zip(axes, panels, strict=True):
-        ax.set_ylabel("accuracy (%)" if panel == "accuracy" else "loss")
+    xlabel, title = X_AXES[x]
+    for panel, ax in axes.items():
+        ax.set(xlabel=xlabel, ylabel=_PANELS[panel][0], title=title.format(panel))
         if x == "epoch":
-            ax.set(xlabel="epoch", title=f"{panel} per epoch")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         else:
-            ax.set(xlabel="training seconds (cumulative, evaluation included)", xlim=(0, None))
-            ax.set_title(f"{panel} against wall time")
+            ax.set_xlim(0, None)
         ax.grid(True, alpha=0.3)
-    losses = np.concatenate([c[-1] for c in curves if c[0] == "loss"] or [np.ones(1)])
+    losses = np.concatenate([np.empty(0)] + [c[-1] for c in curves if c[0] == "loss"])
     losses = losses[np.isfinite(losses)]
     if losses.size and losses.min() > 0 and losses.max() >= LOG_SCALE_RATIO * losses.min():
-        axes[0].set_yscale("log")
-    handles = [Line2D([], [], color=c, lw=2) for c in colors]
-    legend = axes[0].legend(handles, list(runs), fontsize="small", loc="upper right", title="run")
+        axes["loss"].set_yscale("log")
+    lines = [Line2D([], [], color=c, lw=2) for c in colors]
+    legend = axes["loss"].legend(lines, [*runs], fontsize="small", loc="upper right", title="run")
     if len(axes) == 1:  # the split legend goes on the same panel: keep this one too
-        axes[0].add_artist(legend)
-    seen = [split for split in _SPLITS if any(c[2] == split for c in curves)]
-    if seen:
-        handles = [Line2D([], [], color="0.2", linestyle=_SPLITS[s][0]) for s in seen]
+        axes["loss"].add_artist(legend)
+    if seen := [split for split in _SPLITS if any(c[2] == split for c in curves)]:
+        lines = [Line2D([], [], color="0.2", linestyle=_SPLITS[s][0]) for s in seen]
         labels = [_SPLITS[s][1] for s in seen]
-        axes[-1].legend(handles, labels, fontsize="small", loc="center right")
+        axes[panels[-1]].legend(lines, labels, fontsize="small", loc="center right")
     return fig
 
 
@@ -339,25 +289,18 @@ def plot_curves(
 ) -> None:
     """Write a PNG of loss (left) and accuracy in % (right) per epoch of several runs.
 
-    ``x="seconds"`` draws them against the cumulative training seconds instead (the
-    running sum of each epoch's ``seconds``, evaluation included; every row must have
-    one): runs of different speed are then compared by wall time.
-
     ``runs`` maps a run name (shown in the legend) to its per-epoch metrics, as
-    :func:`read_metrics` returns them. Each run gets one colour; train is solid,
-    validation dotted and test dashed, wherever the metrics have them. Nulls (an
-    autoencoder's accuracy) and non-finite values are left out as gaps.
+    :func:`read_metrics` returns them. Each run gets one colour; train is solid, validation
+    dotted and test dashed. Nulls (an autoencoder's accuracy) and non-finite values are
+    gaps. With ``x="seconds"`` the curves are drawn against the cumulative training seconds
+    (every row needs its ``seconds``, evaluation included), to compare runs by wall time.
 
-    Decisions: runs without accuracy (autoencoders) appear only in the loss panel; if no
-    run has any accuracy, the accuracy panel is omitted and the loss panel takes the whole
-    width. The loss axis is logarithmic when the largest plotted loss is at least
-    :data:`LOG_SCALE_RATIO` times the smallest, linear otherwise. The PNG is exactly
+    Runs without accuracy (autoencoders) appear only in the loss panel, and without any the
+    loss panel takes the whole width. The loss axis is logarithmic when the largest loss is
+    at least :data:`LOG_SCALE_RATIO` times the smallest. The PNG is exactly
     ``round(size[0] * dpi)`` x ``round(size[1] * dpi)`` pixels.
     """
     _write(Path(out), curves_figure(runs, size=size, dpi=dpi, x=x))
-
-
-# ============================================================================ nnet inspect
 
 
 def confusion_matrix(y_true: Any, y_pred: Any, n_classes: int = 10) -> Array:
@@ -373,9 +316,7 @@ def confusion_matrix(y_true: Any, y_pred: Any, n_classes: int = 10) -> Array:
             f"{t.shape} and {p.shape}."
         )
     for name, a in (("labels", t), ("predictions", p)):
-        if a.size and (
-            not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= n_classes
-        ):
+        if a.size and not (a.dtype.kind in "iu" and 0 <= a.min() <= a.max() < n_classes):
             raise NnetError(f"{name} must be integers 0..{n_classes - 1}; got {a.dtype} values.")
     flat = t.astype(np.int64) * n_classes + p.astype(np.int64)
     return np.bincount(flat, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
@@ -416,34 +357,18 @@ def _confusion_figure(cm: Array, acc: Array, names: list[str]) -> Figure:
             ax.text(j, i, str(count), ha="center", va="center", fontsize=size, color=color)
     short = max(map(len, names)) <= 2
     ax.set_xticks(range(n), names, rotation=0 if short else 45, ha="center" if short else "right")
-    ax.set_yticks(
-        range(n),
-        [
-            f"{c} ({100 * a:.1f}%)" if np.isfinite(a) else f"{c} (none)"
-            for c, a in zip(names, acc, strict=True)
-        ],
-    )
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class (per-class accuracy)")
+    rates = [f"{100 * a:.1f}%" if np.isfinite(a) else "none" for a in acc]
+    ax.set_yticks(range(n), [f"{c} ({r})" for c, r in zip(names, rates, strict=True)])
+    ax.set(xlabel="predicted class", ylabel="true class (per-class accuracy)")
     accuracy = 100 * int(np.trace(cm)) / max(total, 1)
     ax.set_title(f"confusion matrix on {total} test images: accuracy {accuracy:.2f}%")
     fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of the true class")
     return fig
 
 
-def _side(n_inputs: int) -> int:
-    side = math.isqrt(n_inputs)
-    if side * side != n_inputs:
-        raise NnetError(
-            f"inspect draws inputs as square images, but the network takes {n_inputs} inputs; "
-            "use a model of 28x28 images (784 inputs)."
-        )
-    return side
-
-
 def _weights_figure(net: Network) -> Figure:
     """weights.png: the weights into each neuron of layer 1 as one square image."""
-    side, n1 = _side(net.sizes[0]), net.sizes[1]
+    side, n1 = math.isqrt(net.sizes[0]), net.sizes[1]
     k = min(n1, MAX_WEIGHT_IMAGES)
     w = np.asarray(net.weights[0][:-1, :k], dtype=np.float64)  # (#0, k), no bias row
     cols = math.ceil(math.sqrt(k))
@@ -471,36 +396,32 @@ def _weights_figure(net: Network) -> Figure:
 
 
 def _show(ax: Any, image: Array, vmax: float) -> None:
-    """Draw a flat square image in gray, black 0 to white ``vmax``."""
-    side = _side(image.size)
+    side = math.isqrt(image.size)
     ax.imshow(image.reshape(side, side), cmap="gray", vmin=0, vmax=vmax, interpolation="nearest")
 
 
-def _wrong_figure(
-    x: Array, y: Array, pred: Array, conf: Array, idx: Array, names: list[str]
-) -> Figure:
-    """wrong.png: the misclassified images ``idx``, each titled with true and predicted class."""
+def _wrong_figure(x: Array, mistakes: list[dict], n_wrong: int, names: list[str]) -> Figure:
+    """wrong.png: the ``mistakes`` of confusion.json, titled with true and predicted class."""
     fig = _new_figure(INSPECT_SIZES["wrong.png"])
     margins = dict(left=0.02, right=0.98, bottom=0.02, top=0.88, wspace=0.15, hspace=0.45)
     no_axis = dict(frame_on=False, xticks=[], yticks=[])
     axes = fig.subplots(4, 6, subplot_kw=no_axis, gridspec_kw=margins).ravel()
-    n_wrong = int(np.count_nonzero(y != pred))
-    if n_wrong == 0:
-        fig.suptitle(f"no misclassified test images: all {len(y)} are right")
-        return fig
     fig.suptitle(
-        f"the {len(idx)} most confidently wrong of {n_wrong} misclassified test images "
-        f"(of {len(y)})\ntrue class / predicted class (its probability)"
+        f"the {len(mistakes)} most confidently wrong of {n_wrong} misclassified test images "
+        f"(of {len(x)})\ntrue class / predicted class (its probability)"
+        if n_wrong
+        else f"no misclassified test images: all {len(x)} are right"
     )
-    for ax, i in zip(axes, idx, strict=False):
-        _show(ax, x[i], 255)
-        title = f"true {names[y[i]]} / pred {names[pred[i]]} ({conf[i]:.2f})"
+    for ax, m in zip(axes, mistakes, strict=False):
+        _show(ax, x[m["index"]], 255)
+        title = f"true {names[m['true']]} / pred {names[m['pred']]} ({m['probability']:.2f})"
         ax.set_title(title.replace(" / ", "\n", 1) if len(title) > 26 else title, fontsize=8)
     return fig
 
 
-def _reconstructions_figure(x: Array, recon: Array, mse: float, n: int) -> Figure:
-    """reconstructions.png: the images ``x`` (uint8) above their reconstructions ``recon``."""
+def _reconstructions_figure(net: Network, x: Array, mse: float, n: int) -> Figure:
+    """reconstructions.png: the images ``x`` (uint8) above their reconstructions by ``net``."""
+    recon = np.clip(net.forward(to_inputs(x, net.dtype)), 0.0, 1.0)
     fig = _new_figure(INSPECT_SIZES["reconstructions.png"])
     margins = dict(left=0.06, right=0.99, bottom=0.02, top=0.82, wspace=0.08, hspace=0.08)
     no_ticks = dict(xticks=[], yticks=[])
@@ -518,40 +439,41 @@ def _reconstructions_figure(x: Array, recon: Array, mse: float, n: int) -> Figur
     return fig
 
 
-def _hidden_activations(net: Network, x: Array, chunk: int) -> Iterator[list[Array]]:
-    """[a^1, ..., a^(L-1)] of each chunk of the uint8 images x."""
+def _passes(net: Network, x: Array, chunk: int) -> Iterator[tuple[Array, ForwardPass]]:
+    """(images, their forward pass) of each ``chunk`` of the uint8 images x."""
     for s in range(0, len(x), chunk):
-        fp = net.forward_pass(to_inputs(x[s : s + chunk], net.dtype))
-        yield [fp.a[l][:, :-1] for l in range(1, net.L)]
+        yield x[s : s + chunk], net.forward_pass(to_inputs(x[s : s + chunk], net.dtype))
 
 
 def _activations_info(net: Network, x: Array, chunk: int) -> dict[str, Any]:
     """What ``activations.json`` holds (see :func:`inspect_model`): a histogram of each
     hidden layer's a^l over the images x, and the share of values :data:`_NOTED` counts.
     Ranges not in :data:`_FIXED_RANGE` are the observed min..max, found in a first pass."""
-    names = net.activations[:-1]
+    names = net.activations[:-1]  # fp.a[1:-1] below: a^1 ... a^(L-1), bias column last
     lo, hi = np.full(len(names), np.inf), np.full(len(names), -np.inf)
     if any(name not in _FIXED_RANGE for name in names):
-        for layers in _hidden_activations(net, x, chunk):
-            lo = np.minimum(lo, [a.min() for a in layers])
-            hi = np.maximum(hi, [a.max() for a in layers])
-    edges, counts, noted = [], [np.zeros(HISTOGRAM_BINS, np.int64) for _ in names], [0] * len(names)
+        for _, fp in _passes(net, x, chunk):
+            lo = np.minimum(lo, [a[:, :-1].min() for a in fp.a[1:-1]])
+            hi = np.maximum(hi, [a[:, :-1].max() for a in fp.a[1:-1]])
+    edges = []
     for name, low, high in zip(names, lo, hi, strict=True):
         if name in _FIXED_RANGE:
             low, high = _FIXED_RANGE[name]
         elif high <= low:  # one value only (all relus dead, say): a range around it
             low, high = low - 0.5, high + 0.5
         edges.append(np.linspace(low, high, HISTOGRAM_BINS + 1))
-    for layers in _hidden_activations(net, x, chunk):
-        for i, (name, a) in enumerate(zip(names, layers, strict=True)):
-            counts[i] += np.histogram(a, bins=edges[i])[0]
-            noted[i] += int(np.count_nonzero(_NOTED[name][1](a))) if name in _NOTED else 0
+    counts = np.zeros((len(names), HISTOGRAM_BINS), np.int64)
+    noted = np.zeros(len(names), np.int64)
+    for _, fp in _passes(net, x, chunk):
+        for i, (name, a) in enumerate(zip(names, fp.a[1:-1], strict=True)):
+            counts[i] += np.histogram(a[:, :-1], bins=edges[i])[0]
+            noted[i] += np.count_nonzero(_NOTED[name][1](a[:, :-1])) if name in _NOTED else 0
     info: dict[str, Any] = {"samples": len(x), "layers": []}
     for l, name in enumerate(names, 1):
         layer = {"layer": l, "activation": name, "neurons": net.sizes[l]}
         layer.update(bin_edges=edges[l - 1].tolist(), counts=counts[l - 1].tolist())
         if name in _NOTED:
-            layer[_NOTED[name][0]] = noted[l - 1] / (len(x) * net.sizes[l])
+            layer[_NOTED[name][0]] = int(noted[l - 1]) / (len(x) * net.sizes[l])
         info["layers"].append(layer)
     return info
 
@@ -561,11 +483,9 @@ def _activations_figure(net: Network, info: dict[str, Any]) -> Figure:
     fig = _new_figure(INSPECT_SIZES["activations.png"], layout="constrained")
     layers = info["layers"]
     if not layers:
-        ax = fig.subplots()
-        ax.set_axis_off()
         sizes = " → ".join(map(str, net.sizes))
         text = f"this network ({sizes}) has no hidden layers: no hidden activations to show"
-        ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=12)
+        fig.text(0.5, 0.5, text, ha="center", va="center", fontsize=12)
         return fig
     cols = min(len(layers), 3)
     axes = fig.subplots(math.ceil(len(layers) / cols), cols, squeeze=False).ravel()
@@ -578,38 +498,13 @@ def _activations_figure(net: Network, info: dict[str, Any]) -> Figure:
         ax.set_title(f"layer {l}: {name}, {layer['neurons']} neurons", fontsize=10)
         ax.set(xlabel=f"activation $a^{{{l}}}$", ylabel="fraction of values")
         if name in _NOTED:
-            key, _, words = _NOTED[name]
+            key, _, condition = _NOTED[name]
+            words = f"saturated\n({condition})" if condition else "zero"
             note = f"{100 * layer[key]:.1f}% {words}"
             ax.text(0.5, 0.97, note, transform=ax.transAxes, ha="center", va="top", fontsize=9)
     samples = info["samples"]
     fig.suptitle(f"hidden activations over {samples} test images ({HISTOGRAM_BINS} bins per layer)")
     return fig
-
-
-def _check_images(net: Network, x: Any) -> Array:
-    x = np.asarray(x)
-    if x.ndim == 3:
-        x = x.reshape(len(x), -1)
-    if x.dtype != np.uint8:
-        raise NnetError(f"test images must be uint8 pixels 0..255; got {x.dtype}.")
-    if x.ndim != 2 or x.shape[1] != net.sizes[0] or len(x) < 1:
-        raise NnetError(
-            f"test images must have shape (N, {net.sizes[0]}) with N >= 1 to fit the "
-            f"network; got shape {x.shape}."
-        )
-    _side(net.sizes[0])
-    return x
-
-
-def _class_names(net: Network, classes: Sequence[str] | None) -> list[str]:
-    n = net.sizes[-1]
-    if classes is not None:
-        names = [str(c) for c in classes]
-        if len(names) != n:
-            raise NnetError(f"classes must name all {n} outputs; got {len(names)} names.")
-        return names
-    meta = net.meta.get("classes")
-    return [str(c) for c in (meta if isinstance(meta, list) and len(meta) == n else range(n))]
 
 
 def inspect_model(
@@ -623,52 +518,60 @@ def inspect_model(
 ) -> dict[str, Path]:
     """Write pictures (and numbers) of what ``net`` does on a test set into ``out_dir``.
 
-    ``x_test_uint8`` are uint8 images (N, #0) (or (N, 28, 28)), scaled by 1/255 into the
-    network's dtype; ``y_test`` their labels (ignored for an autoencoder, may be None);
-    ``out_dir`` an existing folder. The forward pass runs ``chunk`` images at a time.
-    Nothing is written unless all of them pass their checks. Returns the written files by
-    file name; the pictures' sizes are in :data:`INSPECT_SIZES`. Class names come from
-    ``classes``, else from ``net.meta["classes"]``, else 0, 1, 2, ...
+    ``x_test_uint8``: uint8 images (N, #0) or (N, 28, 28), scaled by 1/255 into the network's
+    dtype and run ``chunk`` at a time; ``y_test``: their labels (None for an autoencoder);
+    ``out_dir``: an existing folder, where nothing is written unless every check passes.
+    Returns the written files by name (picture sizes: :data:`INSPECT_SIZES`). Class names
+    come from ``classes``, else :func:`nnet.data.datasets.class_names` of ``net.meta``.
 
-    A classifier (any model whose ``net.meta["task"]`` is not ``"autoencoder"``) gets:
-
-    - ``confusion.png``: counts in the cells (colour: fraction of the true class), the
-      per-class accuracy on the row labels, the accuracy in the title;
-    - ``confusion.json``: ``counts`` (rows true, columns predicted), ``per_class_accuracy``
-      (null for a class without samples), ``accuracy``, ``samples``, ``classes`` and
-      ``most_confident_mistakes`` (index, true, pred, probability of what wrong.png shows);
-    - ``wrong.png``: the :data:`N_WRONG` misclassified images with the highest predicted
-      probability (``net.loss.probabilities``), titled "true 7 / pred 2 (0.98)", or a note
-      that there are none.
+    A classifier (``net.meta["task"]`` is not ``"autoencoder"``) gets ``confusion.png``
+    (counts in the cells, coloured by fraction of the true class; per-class accuracy on the
+    row labels), ``confusion.json`` (``counts``, rows true; ``per_class_accuracy``, null for
+    a class without samples; ``accuracy``, ``samples``, ``classes``, and the
+    ``most_confident_mistakes``: index, true, pred, probability) and ``wrong.png``: those
+    :data:`N_WRONG` misclassified images with the highest ``net.loss.probabilities``,
+    titled "true 7 / pred 2 (0.98)".
 
     An autoencoder gets ``reconstructions.png``, the first :data:`N_RECONSTRUCTIONS` test
     images above their reconstructions (clipped to [0, 1]), and ``reconstructions.json``:
-    ``samples`` and ``mse_per_pixel`` (of the unclipped outputs; also in the title).
+    ``samples`` and ``mse_per_pixel`` (of the unclipped outputs).
 
-    Both get ``weights.png``, the weights into layer 1 as one square image per neuron (at
-    most :data:`MAX_WEIGHT_IMAGES`, diverging colours symmetric around 0), and
-    ``activations.png`` with ``activations.json``: a histogram of a^l over the test set per
-    hidden layer (``layer``, ``activation``, ``neurons``, ``bin_edges``, ``counts``) with
-    the share of values saturated (``saturated_fraction``; sigmoid: a < 0.02 or a > 0.98,
-    tanh: |a| > 0.96) or zero (``zero_fraction``; relu), and ``samples``. Without hidden
-    layers ``layers`` is empty and the picture says so. Histogram ranges: [0, 1] for
-    sigmoid, [-1, 1] for tanh, else the observed min..max (found in an extra forward pass).
+    Both get ``weights.png`` (the weights into each of the first :data:`MAX_WEIGHT_IMAGES`
+    neurons of layer 1 as a square image, colours symmetric around 0) and ``activations.png``
+    with ``activations.json``: ``samples`` and, per hidden layer (none: ``layers`` is empty),
+    ``layer``, ``activation``, ``neurons`` and a histogram of a^l (``bin_edges``, ``counts``;
+    over [0, 1] for sigmoid, [-1, 1] for tanh, else the observed range, an extra forward
+    pass) with the share of values saturated (``saturated_fraction``; sigmoid: a < 0.02 or
+    a > 0.98, tanh: |a| > 0.96) or zero (``zero_fraction``; relu).
     """
     out = Path(out_dir)
     if not out.is_dir():
         if out.exists():
             raise NnetError(f"{out} is a file, not a folder; pass a folder for the pictures.")
         raise NnetError(f"the output folder {out} does not exist; create it first.")
-    x = _check_images(net, x_test_uint8)
+    x = np.asarray(x_test_uint8)
+    x = x.reshape(len(x), -1) if x.ndim == 3 else x
+    if x.dtype != np.uint8:
+        raise NnetError(f"test images must be uint8 pixels 0..255; got {x.dtype}.")
+    n, n_out = len(x), net.sizes[-1]
+    if x.ndim != 2 or x.shape[1] != net.sizes[0] or n < 1:
+        raise NnetError(
+            f"test images must have shape (N, {net.sizes[0]}) with N >= 1 to fit the "
+            f"network; got shape {x.shape}."
+        )
+    if math.isqrt(net.sizes[0]) ** 2 != net.sizes[0]:
+        raise NnetError(
+            f"inspect draws inputs as square images, but the network takes {net.sizes[0]} "
+            "inputs; use a model of 28x28 images (784 inputs)."
+        )
     chunk = int(chunk)
     if chunk < 1:
         raise NnetError(f"chunk must be at least 1; got {chunk}.")
-    n = len(x)
     autoencoder = net.meta.get("task") == "autoencoder"
-    if autoencoder and net.sizes[-1] != net.sizes[0]:
+    if autoencoder and n_out != net.sizes[0]:
         raise NnetError(
             f"an autoencoder must output as many values as it takes ({net.sizes[0]}); "
-            f"this one has {net.sizes[-1]} outputs."
+            f"this one has {n_out} outputs."
         )
     if not autoencoder:
         if y_test is None:
@@ -676,45 +579,40 @@ def inspect_model(
         y = np.asarray(y_test)
         if y.shape != (n,):
             raise NnetError(f"need one label per test image ({n}); got shape {y.shape}.")
-        names = _class_names(net, classes)
-        confusion_matrix(y, y, net.sizes[-1])  # labels must be classes of the network
-
-    pred = np.empty(n, dtype=np.int64)
-    conf = np.empty(n, dtype=np.float64)
-    sq_error = 0.0
-    for s in range(0, n, chunk):
-        O = net.forward(to_inputs(x[s : s + chunk], net.dtype))
-        if autoencoder:
-            target = to_inputs(x[s : s + chunk], np.float64)
-            sq_error += float(np.sum((O.astype(np.float64) - target) ** 2))
-        else:
-            pred[s : s + len(O)] = k = np.argmax(O, axis=1)
-            conf[s : s + len(O)] = net.loss.probabilities(O)[np.arange(len(O)), k]
+        names = class_names(net.meta, n_out) if classes is None else [str(c) for c in classes]
+        if len(names) != n_out:
+            raise NnetError(f"classes must name all {n_out} outputs; got {len(names)} names.")
+        confusion_matrix(y, y, n_out)  # labels must be classes of the network
 
     contents: dict[str, Figure | dict[str, Any]] = {}
     if autoencoder:
+        sq_error = 0.0
+        for xs, fp in _passes(net, x, chunk):
+            sq_error += float(np.sum((fp.O.astype(np.float64) - to_inputs(xs, np.float64)) ** 2))
         mse = sq_error / (n * net.sizes[0])
         contents["reconstructions.json"] = {"samples": n, "mse_per_pixel": mse}
         shown = x[:N_RECONSTRUCTIONS]
-        recon = np.clip(net.forward(to_inputs(shown, net.dtype)), 0.0, 1.0)
-        contents["reconstructions.png"] = _reconstructions_figure(shown, recon, mse, n)
+        contents["reconstructions.png"] = _reconstructions_figure(net, shown, mse, n)
     else:
-        cm = confusion_matrix(y, pred, net.sizes[-1])
-        acc = per_class_accuracy(cm)
-        idx = most_confident_mistakes(y, pred, conf)
+        O = np.concatenate([fp.O for _, fp in _passes(net, x, chunk)])
+        pred = np.argmax(O, axis=1)
+        conf = net.loss.probabilities(O)[np.arange(n), pred].astype(np.float64)
+        cm = confusion_matrix(y, pred, n_out)
+        acc, right = per_class_accuracy(cm), int(np.trace(cm))
+        mistakes = [
+            {"index": i, "true": int(y[i]), "pred": int(pred[i]), "probability": conf[i]}
+            for i in most_confident_mistakes(y, pred, conf).tolist()
+        ]
         contents["confusion.json"] = {
             "counts": cm.tolist(),
             "per_class_accuracy": [float(a) if np.isfinite(a) else None for a in acc],
-            "accuracy": int(np.trace(cm)) / n,
+            "accuracy": right / n,
             "samples": n,
             "classes": names,
-            "most_confident_mistakes": [
-                {"index": i, "true": int(y[i]), "pred": int(pred[i]), "probability": conf[i]}
-                for i in idx.tolist()
-            ],
+            "most_confident_mistakes": mistakes,
         }
         contents["confusion.png"] = _confusion_figure(cm, acc, names)
-        contents["wrong.png"] = _wrong_figure(x, y, pred, conf, idx, names)
+        contents["wrong.png"] = _wrong_figure(x, mistakes, n - right, names)
     contents["weights.png"] = _weights_figure(net)
     contents["activations.json"] = info = _activations_info(net, x, chunk)
     contents["activations.png"] = _activations_figure(net, info)

@@ -1,21 +1,14 @@
 """``nnet serve``: a local web page where you draw a digit and watch the network answer.
 
-The standard library's :class:`http.server.ThreadingHTTPServer` serves the page, static
-files in ``nnet/apps/web/`` (no framework, no CDN: it works offline), and its API:
-
-- ``GET /`` and ``GET /static/<name>``: the page and its files, from an allow-list built at
-  startup (anything else, ``..`` and encoded slashes included, is 404);
-- ``GET /api/model``: the architecture, classes, a training summary, and whether
-  ``GET /api/random`` (a random test digit: pixels, label, index) has test data;
-- ``POST /api/predict``: ``{"pixels": ..., "preprocess": false|true}``, 28x28 (or 784)
-  numbers in [0, 1], white on black; or, with preprocess, a grayscale picture from 8x8 to
-  512x512 converted by :func:`nnet.data.preprocess.to_mnist` as ``nnet predict`` converts an
-  image file. Answers the digit, class name, probabilities, hidden activations and input.
+A :class:`http.server.ThreadingHTTPServer` serves the page, its files in ``nnet/apps/web/``
+(an allow-list: :func:`static_files`; no CDN, it works offline) and a JSON API:
+``GET /api/model`` (:func:`model_info`), ``GET /api/random`` (a random test digit) and
+``POST /api/predict`` (:func:`parse_predict_body`, answered by :meth:`Server.predict`).
 
 Every error is ``{"error": "one sentence"}`` with its status (400, 403 wrong Host or Origin,
-404, 405, 411, 413 body over :data:`MAX_BODY`, 415 not JSON, 500 without details); never a
+404, 405, 411, 413 body over :data:`MAX_BODY`, 415 not JSON, 500 without details), never a
 traceback. A loopback server refuses a non-loopback ``Host`` (DNS rebinding) and POSTs from
-another ``Origin``. Requests, predictions included, run concurrently, one thread each.
+another ``Origin``.
 """
 
 from __future__ import annotations
@@ -55,7 +48,6 @@ MIN_SIDE, MAX_SIDE = 8, 512  # sides of a picture sent with "preprocess": true
 MAX_BODY = 4 * 1024 * 1024  # bytes: a 512x512 picture with 6 decimals per value fits
 VALUE_SLACK = 1e-6  # tolerated rounding outside [0, 1] (clipped)
 DRAIN_LIMIT = 64 * 1024 * 1024  # bytes of an oversized body read and discarded before closing
-TIMEOUT = 30.0  # seconds a connection may sit idle or take to send its request
 LOG_LEVELS = ("errors", "all", "none")
 
 CONTENT_TYPES = {  # the only kinds of file served
@@ -71,12 +63,8 @@ PAGE_CSP = (
     "form-action 'none'; frame-ancestors 'none'"
 )
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
-ROUTES = {  # path -> allowed methods (HEAD comes with GET); /static/<name> is GET, HEAD too
-    "/": ("GET", "HEAD"),
-    "/api/model": ("GET", "HEAD"),
-    "/api/random": ("GET", "HEAD"),
-    "/api/predict": ("POST",),
-}
+_GET = ("GET", "HEAD")  # HEAD comes with GET
+ROUTES = {"/": _GET, "/api/model": _GET, "/api/random": _GET, "/api/predict": ("POST",)}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _LOOPBACK_NAMES = {"localhost", "localhost.", "127.0.0.1", "::1"}
 _KINDS = {bool: "a boolean", str: "a string", type(None): "null", dict: "an object", list: "a list"}
@@ -102,9 +90,6 @@ def _one_line(text: object, limit: int | None = 200) -> str:
     if isinstance(text, BaseException):
         text = f"{type(text).__name__}: {text}"
     return "".join(c if c.isprintable() else "?" for c in " ".join(str(text).split()))[:limit]
-
-
-# ----------------------------------------------------------------------------- the model
 
 
 def check_servable(net: Network, where: str = "the model") -> None:
@@ -160,9 +145,6 @@ def model_info(net: Network, *, random_available: bool) -> dict[str, Any]:
     return json.loads(text, parse_constant=lambda _: None)  # NaN, Infinity -> null
 
 
-# ----------------------------------------------------------------------------- requests
-
-
 def _kind(value: Any) -> str:
     """How an error message names the JSON type of ``value``."""
     return "an empty list" if value == [] else _KINDS.get(type(value), "a number")
@@ -208,11 +190,10 @@ def _grid(pixels: Any, preprocess: bool) -> Array:
 
 
 def parse_predict_body(body: bytes) -> Array:
-    """The 28x28 float64 input of a ``/api/predict`` request body.
-
-    The input is either the pixels as sent (white on black, [0, 1]) or, with
-    ``"preprocess": true``, :func:`nnet.data.preprocess.to_mnist` of the picture sent. Raises
-    :class:`RequestError` (400) naming the problem.
+    """The 28x28 float64 input of a ``/api/predict`` request body: its ``pixels`` as sent
+    (28x28 or a flat 784, white on black, in [0, 1]) or, with ``"preprocess": true``,
+    :func:`nnet.data.preprocess.to_mnist` of the picture sent (8x8 to 512x512), as ``nnet
+    predict`` converts an image file. Raises :class:`RequestError` (400) naming the problem.
     """
     try:
         request = json.loads(body)
@@ -239,9 +220,6 @@ def parse_predict_body(body: bytes) -> Array:
         raise RequestError(400, str(exc).replace("cannot use the image: ", "", 1)) from None
 
 
-# ----------------------------------------------------------------------------- the server
-
-
 def _test_digits(images: Any, labels: Any) -> tuple[Array | None, Array | None, float]:
     """Test images (N, 784), labels (N,) and the scale (255 for uint8, else 1) of the
     pixels; (None, None, 1) without test data."""
@@ -250,8 +228,7 @@ def _test_digits(images: Any, labels: Any) -> tuple[Array | None, Array | None, 
     if images is None or labels is None:
         raise NnetError("test_images and test_labels go together; give both or neither.")
     x, y = np.asarray(images), np.asarray(labels)
-    if x.ndim == 3 and x.shape[1:] == (SIDE, SIDE):
-        x = x.reshape(len(x), N_INPUTS)
+    x = x.reshape(len(x), N_INPUTS) if x.shape[1:] == (SIDE, SIDE) else x
     if x.ndim != 2 or x.shape[1] != N_INPUTS or len(x) < 1:
         raise NnetError(f"test_images must have shape (N, 784) with N >= 1; got {x.shape}.")
     if y.shape != (len(x),) or y.dtype.kind not in "iu":
@@ -287,18 +264,12 @@ def _is_loopback(host: str) -> bool:
 
 class Server(ThreadingHTTPServer):
     """The server for ``net`` on ``host``:``port`` (0: any free port), holding what its
-    request threads share: the network, the page's files, the model's description and the
-    test digits.
-
-    ``test_images`` (N, 784) or (N, 28, 28), uint8 or floats in [0, 1], and ``test_labels``
-    (N,) feed ``/api/random`` (the page's Random test digit button); without them it is 404.
-    ``log``: "errors" (one stderr line per failed request), "all" or "none". ``seed`` seeds
-    the choice of random digits. Call ``serve_forever()``, then ``shutdown()`` and
-    ``server_close()``. Raises NnetError if ``net`` is not a 784 -> 10 classifier or the
-    address cannot be used.
+    request threads share. ``test_images`` (N, 784) or (N, 28, 28), uint8 or floats in
+    [0, 1], and ``test_labels`` (N,) feed ``/api/random`` (404 without them); ``seed`` seeds
+    its choice. ``log``: "errors" (one stderr line per failed request), "all" or "none".
+    Raises NnetError if ``net`` is not a 784 -> 10 classifier or the address cannot be used.
     """
 
-    daemon_threads = True
     request_queue_size = 64  # connections waiting for accept(); socketserver's 5 drops bursts
 
     def __init__(
@@ -325,16 +296,14 @@ class Server(ThreadingHTTPServer):
         self.net, self.log, self.classes = net, log, class_names(net.meta, N_CLASSES)
         self.images, self.labels, self.scale = _test_digits(test_images, test_labels)
         self.rng, self.rng_lock = np.random.default_rng(seed), threading.Lock()
-        info = model_info(net, random_available=self.images is not None)
-        self.info = json.dumps(info).encode()
+        self.info = json.dumps(model_info(net, random_available=self.images is not None)).encode()
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             super().__init__((host, port), Handler)
         except OSError as exc:  # socket.gaierror too: an unknown host
             hint = "; pass another --port (0 picks a free one)" * (exc.errno == errno.EADDRINUSE)
-            raise NnetError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}."
-            ) from None
+            reason = exc.strerror or exc
+            raise NnetError(f"cannot listen on {host}:{port}: {reason}{hint}.") from None
 
     def server_bind(self) -> None:
         """Bind without HTTPServer's reverse DNS lookup of the host (getfqdn: slow)."""
@@ -344,8 +313,7 @@ class Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """One line on stderr instead of socketserver's traceback (none for lost clients)."""
-        exc = sys.exc_info()[1]
-        if not isinstance(exc, (ConnectionError, TimeoutError)):
+        if not isinstance(exc := sys.exc_info()[1], (ConnectionError, TimeoutError)):
             _say(f"error with a request from {client_address[0]}: {_one_line(exc)}")
 
     @property
@@ -359,14 +327,13 @@ class Server(ThreadingHTTPServer):
         net = self.net
         x = x28.reshape(1, N_INPUTS).astype(net.dtype)
         fp = net.forward_pass(x)  # a value of this call: predictions run concurrently
-        O = fp.O
-        p = net.loss.probabilities(O)[0]
+        p = net.loss.probabilities(fp.O)[0]
         digit = int(np.argmax(p))
         return {
             "digit": digit,
             "label": self.classes[digit],
             "probabilities": p.tolist(),
-            "outputs": O[0].tolist(),
+            "outputs": fp.O[0].tolist(),
             "hidden": [fp.a[l][0, :-1].tolist() for l in range(1, net.L)],
             "input": x.reshape(SIDE, SIDE).tolist(),
         }
@@ -396,7 +363,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "nnet-serve"
     sys_version = ""
     protocol_version = "HTTP/1.1"
-    timeout = TIMEOUT
+    timeout = 30.0  # seconds a connection may sit idle or take to send its request
     _sent = _body_done = _logged = False  # per request; reset by _dispatch
 
     def _dispatch(self) -> None:
@@ -405,7 +372,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             self._route()
         except RequestError as exc:
-            unread = self._unread()
+            unread = 0 if self._body_done else self._content_length()
             if exc.close or not 0 <= unread <= MAX_BODY:
                 self.close_connection = True
             self._error(exc.status, exc.message, allow=exc.allow)
@@ -434,7 +401,7 @@ class Handler(BaseHTTPRequestHandler):
         name = path[len("/static/") :] if static else "index.html"
         if static and name not in server.files:  # raw, undecoded: ".." and "%2f" never match
             raise RequestError(404, f"no such file: {path[:100]}.")
-        allowed = ("GET", "HEAD") if static else ROUTES.get(path)
+        allowed = _GET if static else ROUTES.get(path)
         if allowed is None:
             raise RequestError(404, f"no such page or API route: {path[:100]}.")
         if method not in allowed:
@@ -445,9 +412,7 @@ class Handler(BaseHTTPRequestHandler):
             )
         if path == "/api/predict":
             if self.headers.get_content_type() != "application/json":
-                raise RequestError(
-                    415, "send the request as JSON with Content-Type: application/json."
-                )
+                raise RequestError(415, "send the body as JSON (Content-Type: application/json).")
             self._json(200, server.predict(parse_predict_body(self._read_body())))
         elif path == "/api/model":
             self._send(200, server.info, "application/json")
@@ -456,7 +421,6 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(200, *server.files[name], page=True)
 
-    # ------------------------------------------------------------------ checks
     def _check_host(self) -> None:
         """Refuse DNS-rebinding (wrong Host) and cross-origin POSTs on a loopback server."""
         host = self.headers.get("Host", "")
@@ -474,18 +438,18 @@ class Handler(BaseHTTPRequestHandler):
                 raise RequestError(403, "cross-origin requests are not allowed.", close=True)
 
     def _content_length(self) -> int:
-        """The body length the headers declare (0 if none); the one parser of it."""
-        if self.headers.get("Transfer-Encoding"):
-            raise RequestError(411, "send the body with a Content-Length, not chunked.", close=True)
+        """The body length the headers declare: 0 if none, -1 if chunked or not a number."""
         text = self.headers.get("Content-Length", "0")
-        if not (text.isascii() and text.strip().isdigit()):  # int() would take "1_0", "-5"
-            raise RequestError(400, "the Content-Length header is not a number.", close=True)
+        if self.headers.get("Transfer-Encoding") or not (text.isascii() and text.strip().isdigit()):
+            return -1  # int() would take "1_0" and "-5"
         return int(text)
 
     def _read_body(self) -> bytes:
         length = self._content_length()
-        if "Content-Length" not in self.headers:
-            raise RequestError(411, "the request needs a Content-Length header.", close=True)
+        if self.headers.get("Transfer-Encoding") or "Content-Length" not in self.headers:
+            raise RequestError(411, "send the body with a Content-Length, not chunked.", close=True)
+        if length < 0:
+            raise RequestError(400, "the Content-Length header is not a number.", close=True)
         if length > MAX_BODY:  # answered from the headers; _dispatch then drains the body
             raise RequestError(413, f"the request body is over the {MAX_BODY >> 20} MiB limit.")
         self._body_done = True
@@ -493,15 +457,6 @@ class Handler(BaseHTTPRequestHandler):
         if len(body) != length:
             raise RequestError(400, "the request body is shorter than its Content-Length.")
         return body
-
-    def _unread(self) -> int:
-        """The bytes of the request's body not read yet; -1 if unknown (bad length, chunks)."""
-        if self._body_done:
-            return 0
-        try:
-            return self._content_length()
-        except RequestError:
-            return -1
 
     def _skip(self, length: int) -> None:
         """Read and drop the unread body of a refused request, after answering: the
@@ -517,7 +472,6 @@ class Handler(BaseHTTPRequestHandler):
         if left > 0:
             self.close_connection = True
 
-    # ------------------------------------------------------------------ responses
     def _json(self, status: int, obj: Any, *, allow: str | None = None) -> None:
         body = json.dumps(obj, allow_nan=False, separators=(",", ":")).encode()
         self._send(status, body, "application/json", allow=allow)
@@ -555,7 +509,6 @@ class Handler(BaseHTTPRequestHandler):
             self.request_version = "HTTP/1.0"  # a bad request line still gets a status line
         self._error(code, message or f"{self.responses.get(code, ('error',))[0].lower()}.")
 
-    # ------------------------------------------------------------------ logging
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """One stderr line per answer, as ``log`` asks ("errors": status 400 and up)."""
         level = self.server.log
@@ -568,24 +521,6 @@ class Handler(BaseHTTPRequestHandler):
         pass  # log_request writes the only line worth writing (log_error comes here too)
 
 
-def load_test_digits(
-    net: Network, data: str | Path | None = None
-) -> tuple[Array | None, Array | None]:
-    """The test images and labels of the model's dataset, or (None, None) and one line on
-    stderr why. Never downloads: ``data`` (``--data DIR``), ``$NNET_DATA`` and the user
-    cache are searched as by :func:`nnet.data.datasets.load`.
-    """
-    try:
-        ds = load_dataset(net.meta.get("dataset", "mnist"), data, download=False, progress=False)
-    except NnetError as exc:
-        reason = _one_line(str(exc), limit=None)
-        cut = reason.find(" (")  # the folders searched: long, and said again by nnet train
-        reason = reason[:cut] if cut > 0 else reason.rstrip(".")
-        _say(f"no test digits ({reason}); the Random test digit button is disabled.")
-        return None, None
-    return ds.x_test, ds.y_test
-
-
 def serve(
     model_path: str | Path,
     *,
@@ -594,13 +529,18 @@ def serve(
     data: str | Path | None = None,
     log: str = "errors",
 ) -> int:
-    """Load the model at ``model_path`` and serve the page until Ctrl-C (or SIGTERM);
-    returns 0. Raises NnetError (before listening) for a model that is not a 784 -> 10
-    classifier, a port in use or an unknown host.
+    """Serve the model at ``model_path`` until Ctrl-C or SIGTERM; returns 0. Raises NnetError
+    (before listening) for a model not a 784 -> 10 classifier, a port in use or an unknown host.
     """
     net = load_model(model_path)
     check_servable(net, str(model_path))
-    images, labels = load_test_digits(net, data)
+    try:  # the test digits: never downloaded, but looked for as nnet.data.datasets.load does
+        ds = load_dataset(net.meta.get("dataset", "mnist"), data, download=False, progress=False)
+        images, labels = ds.x_test, ds.y_test
+    except NnetError as exc:  # the folders searched, after " (": long, and said by nnet train
+        reason = _one_line(str(exc), limit=None).partition(" (")[0].rstrip(".")
+        _say(f"no test digits ({reason}); the Random test digit button is disabled.")
+        images = labels = None
     server = Server(net, host=host, port=port, test_images=images, test_labels=labels, log=log)
     print(f"nnet serve: {server.url}  (Ctrl-C stops)", flush=True)
     if str(server.server_address[0]) in ("0.0.0.0", "::"):
