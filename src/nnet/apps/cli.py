@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import signal
 import sys
 import time
@@ -18,25 +19,22 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
+from tqdm import tqdm
 
-from nnet.core.engines import ENGINES
+from nnet.core.engines import ENGINES, gradients
+from nnet.core.gradcheck import check_engines
 from nnet.core.network import DTYPES, Network
 from nnet.data.datasets import DATASETS
+from nnet.data.datasets import load as load_dataset
 from nnet.errors import NnetError
-from nnet.training.loop import DivergenceError
+from nnet.experiment import Experiment, build, model_meta, resume, save_checkpoint, to_split
+from nnet.fileio import atomic_write
+from nnet.files.model_file import load as load_model
+from nnet.files.model_file import save as save_model
+from nnet.training.loop import DivergenceError, StopFlag, Trainer, evaluate
 from nnet.training.presets import PRESETS, TRAINER_DEFAULTS, flag, settings_for
-from nnet.training.settings import (
-    FIELDS,
-    POSITIVE_INT,
-    TRAINER_SETTINGS,
-    Choice,
-    Many,
-    Number,
-    Settings,
-)
+from nnet.training.settings import FIELDS, POSITIVE_INT, TRAINER_SETTINGS, Choice, Many, Number
 from nnet.version import __version__
-
-# ----------------------------------------------------------------------------- arg types
 
 
 def checked(check: Callable[[Any], Any]) -> Callable[[str], Any]:
@@ -98,46 +96,43 @@ def names(known: Sequence[str], what: str) -> Callable[[str], Any]:
     return lambda text: list(many(text))
 
 
-# ----------------------------------------------------------------------------- gradcheck
+Subcommands = argparse._SubParsersAction  # what add_subparsers returns: nnet's commands
+Run = Callable[[argparse.Namespace], int]  # what a command does: its exit status
 
 
-def add_gradcheck(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "gradcheck",
-        help="check every engine's gradient against finite differences",
-        description=(
-            "Build a random network, compute the gradient of the batch mean of E with each "
-            "engine, and print each engine's maximum relative error against central finite "
-            "differences and against the first engine."
-        ),
-    )
+def command(
+    sub: Subcommands, name: str, run: Run, help: str, *, model: bool = False
+) -> argparse.ArgumentParser:
+    """The subcommand ``name``, which ``run`` does: ``help`` is its line in ``nnet --help``,
+    the docstring of ``run`` heads its own --help; ``model``: its first argument is a model."""
+    p = sub.add_parser(name, help=help, description=run.__doc__)
+    if model:
+        p.add_argument("model", type=path_arg("in"), metavar="MODEL")
+    p.set_defaults(func=run)
+    return p
+
+
+def add_gradcheck(sub: Subcommands) -> None:
+    help = "check every engine's gradient against finite differences"
+    p = command(sub, "gradcheck", cmd_gradcheck, help)
     p.add_argument("--sizes", type=setting_type("sizes"), default=(784, 16, 16, 10))
     p.add_argument("--activation", type=setting_type("activation"), default=("sigmoid",))
     p.add_argument("--loss", type=setting_type("loss"), default="mse")
     p.add_argument("--dtype", choices=DTYPES, default="float64")
     p.add_argument("--batch", type=checked(Number(int, 1, 100_000)), default=2, help="samples")
     p.add_argument("--seed", type=setting_type("seed"), default=0)
-    p.add_argument(
-        "--engines",
-        type=names(ENGINES, "engine"),
-        default=list(ENGINES),
-        help="engines to check, separated by commas (default: all)",
-    )
-    p.add_argument(
-        "--method",
-        choices=["auto", "full", "directional"],
-        default="auto",
-        help="finite differences on every weight (full), along random directions, or "
-        "full up to 20000 weights (auto)",
-    )
+    help = "engines to check, separated by commas (default: all)"
+    p.add_argument("--engines", type=names(ENGINES, "engine"), default=list(ENGINES), help=help)
+    help = "finite differences on every weight (full), along random directions, or full up to "
+    help += "20000 weights (auto)"
+    p.add_argument("--method", choices=["auto", "full", "directional"], default="auto", help=help)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_gradcheck)
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:
-    from nnet.core.engines import gradients
-    from nnet.core.gradcheck import check_engines
-
+    """Build a random network, compute the gradient of the batch mean of E with each engine,
+    and print each engine's maximum relative error against central finite differences and
+    against the first engine."""
     rng = np.random.default_rng(args.seed)
     acts = args.activation[0] if len(args.activation) == 1 else list(args.activation)
     net = Network(args.sizes, acts, loss=args.loss, seed=rng, dtype=args.dtype)
@@ -160,17 +155,15 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
         f", loss {net.loss.name}, {net.dtype.name}, batch {args.batch}, seed {args.seed}; "
         f"{report['method']} central differences over {net.n_params} weights"
     )
-    first = args.engines[0]
-    print(f"{'engine':<10}  {'rel. error vs FD':>16}  {'rel. diff vs ' + first:>22}  seconds")
+    row = "{:<10}  {:>16}  {:>22}  {:>7}".format
+    print(row("engine", "rel. error vs FD", "rel. diff vs " + args.engines[0], "seconds"))
     for e in args.engines:
         fd, agree = report["fd"][e], report["agreement"][e]
-        print(f"{e:<10}  {fd:>16.2e}  {agree:>22.2e}  {seconds[e]:>7.4f}")
+        print(row(e, f"{fd:.2e}", f"{agree:.2e}", f"{seconds[e]:.4f}"))
     verdict = "PASS: every engine is" if ok else "FAIL: some engine is not"
     print(f"{verdict} within {tol:g} of finite differences")
     return 0 if ok else 1
 
-
-# ----------------------------------------------------------------------------- train
 
 # The settings that are flags of nnet train (all but the preset and the task, which the
 # preset fixes), in the order --help lists them.
@@ -204,47 +197,35 @@ def add_setting(p: argparse._ActionsContainer, key: str, help: str = "") -> None
 def add_data_flags(p: argparse.ArgumentParser, *, dataset: bool = True) -> None:
     if dataset:
         add_setting(p, "dataset", "mnist or fashion-mnist (default: the model's)")
-    p.add_argument(
-        "--data",
-        type=path_arg("data"),
-        metavar="DIR",
-        help="data folder holding mnist/ or fashion-mnist/ (default: $NNET_DATA, then "
-        "the user cache; downloaded there when missing)",
-    )
+    help = "data folder holding mnist/ or fashion-mnist/ (default: $NNET_DATA, then the user "
+    help += "cache; downloaded there when missing)"
+    p.add_argument("--data", type=path_arg("data"), metavar="DIR", help=help)
     p.add_argument("--no-download", action="store_true", help="never download; fail instead")
 
 
-def add_train(sub: argparse._SubParsersAction) -> None:
-    defaults = {
-        kind: ", ".join(
-            f"{flag(k)} {v}" for k, v in TRAINER_DEFAULTS[kind].items() if v is not None
-        )
+def add_train(sub: Subcommands) -> None:
+    genetic, evolution = (
+        ", ".join(f"{flag(k)} {v}" for k, v in TRAINER_DEFAULTS[kind].items() if v is not None)
         for kind in ("genetic", "evolution")
-    }
-    p = sub.add_parser(
-        "train",
-        help="train a network on MNIST (the notes' experiment by default)",
-        description=(
-            "Train a network and save it. A preset fills every setting (default: the notes' "
-            "experiment, --preset seed); flags given explicitly override it. "
-            "--trainer genetic or evolution trains without gradients; it brings its own "
-            "defaults for the settings it needs, laid over the preset, and flags given "
-            f"explicitly still win: genetic: {defaults['genetic']}; evolution: "
-            f"{defaults['evolution']}. They compute no gradient, so --engine, --dropout and "
-            "--checkpoint are refused with them, and the genetic algorithm uses no optimizer "
-            "or learning rate."
-        ),
     )
-    p.add_argument(
-        "--preset", choices=list(PRESETS), help="the settings to start from (default seed)"
+    help = "train a network on MNIST (the notes' experiment by default)"
+    p = command(sub, "train", cmd_train, help)
+    p.description = (  # it lists the trainers' defaults: not a fixed docstring
+        "Train a network and save it. A preset fills every setting (default: the notes' "
+        "experiment, --preset seed); flags given explicitly override it. --trainer genetic or "
+        "evolution trains without gradients; it brings its own defaults for the settings it "
+        "needs, laid over the preset, and flags given explicitly still win: genetic: "
+        f"{genetic}; evolution: {evolution}. They compute no gradient, so --engine, --dropout "
+        "and --checkpoint are refused with them, and the genetic algorithm uses no optimizer "
+        "or learning rate."
     )
+    help = "the settings to start from (default seed)"
+    p.add_argument("--preset", choices=list(PRESETS), help=help)
     for key in RUN_FLAGS:
         if key not in POPULATION_FLAGS and key != "dataset":
             add_setting(p, key)
-    g = p.add_argument_group(
-        "training without gradients",
-        "one generation per mini-batch; the whole population is evaluated at once",
-    )
+    about = "one generation per mini-batch; the whole population is evaluated at once"
+    g = p.add_argument_group("training without gradients", about)
     for key in POPULATION_FLAGS:
         kinds = [k for k in ("genetic", "evolution") if key in TRAINER_DEFAULTS[k]]
         default = "; ".join(f"{k} default {TRAINER_DEFAULTS[k][key]}" for k in kinds)
@@ -252,66 +233,23 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     add_data_flags(p)
     p.add_argument("--out", type=path_arg("out"), default=Path("model.npz"), help="model file")
     p.add_argument("--metrics", type=path_arg("out"), help="write one JSON object per epoch here")
-    p.add_argument(
-        "--checkpoint",
-        type=path_arg("out"),
-        metavar="FILE",
-        help="save everything needed to continue the run here, after every epoch and when "
-        "stopped by Ctrl-C or SIGTERM",
-    )
-    p.add_argument(
-        "--resume",
-        type=path_arg("in"),
-        metavar="FILE",
-        help="continue the run saved in this checkpoint, with its own settings",
-    )
-    p.add_argument(
-        "--plot",
-        type=path_arg("dir"),
-        metavar="DIR",
-        help="write the loss and accuracy curves of the run to DIR/curves.png at the end",
-    )
+    help = "save everything needed to continue the run here, after every epoch and when "
+    help += "stopped by Ctrl-C or SIGTERM"
+    p.add_argument("--checkpoint", type=path_arg("out"), metavar="FILE", help=help)
+    help = "continue the run saved in this checkpoint, with its own settings"
+    p.add_argument("--resume", type=path_arg("in"), metavar="FILE", help=help)
+    help = "write the loss and accuracy curves of the run to DIR/curves.png at the end"
+    p.add_argument("--plot", type=path_arg("dir"), metavar="DIR", help=help)
     p.add_argument("--json", action="store_true", help="end stdout with a JSON summary line")
     p.add_argument("--quiet", action="store_true", help="no progress bars, no epoch lines")
-    p.set_defaults(func=cmd_train)
 
 
-def train_settings(args: argparse.Namespace) -> Settings:
-    """The preset's settings, then the trainer's defaults (``--trainer genetic`` or
-    ``evolution``, see :mod:`nnet.training.presets`), then every explicitly given flag."""
-    explicit = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}
-    settings = settings_for(args.preset or "seed", explicit)
-    if settings.trainer != "gradient" and args.checkpoint is not None:
-        raise NnetError(
-            f"--trainer {settings.trainer} does not take --checkpoint: checkpoints are for "
-            "gradient training; a gradient-free run saves its model file when stopped."
-        )
-    return settings
-
-
-def format_epoch(row: dict[str, Any], epochs: int) -> str:
-    parts = [f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}"]
-    for name in ("train", "val", "test"):
-        if f"{name}_loss" not in row:
-            continue
-        part = f"{name} loss {row[name + '_loss']:.4f}"
-        if row.get(f"{name}_accuracy") is not None:
-            part += f" acc {100 * row[name + '_accuracy']:.2f}%"
-        parts.append(part)
-    parts.append(f"{row['seconds']:.2f} s")
-    return "  ".join(parts)
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from nnet.experiment import build, model_meta, resume, save_checkpoint
-    from nnet.files.fileio import atomic_write
-    from nnet.files.model_file import save
-    from nnet.training.loop import StopFlag, evaluate
-
-    progress = not args.quiet
-    where = {"data": args.data, "download": not args.no_download, "progress": progress}
+def start_run(args: argparse.Namespace) -> tuple[Experiment, Path | None]:
+    """The run to train, and the checkpoint it saves to, if any. A new run's settings: the
+    preset's, then the trainer's defaults (see :mod:`nnet.training.presets`), then every
+    explicit flag. ``--resume`` continues a run with its own settings, which no flag may
+    change, saving to the checkpoint it resumes unless ``--checkpoint`` names another."""
+    where = {"data": args.data, "download": not args.no_download, "progress": not args.quiet}
     if args.resume is not None:
         given = [flag(k) for k in ("preset", *RUN_FLAGS) if getattr(args, k) is not None]
         if given:
@@ -319,37 +257,61 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"--resume continues the run with the settings saved in {args.resume}; "
                 f"leave out {', '.join(given)}."
             )
-        exp = resume(args.resume, **where)
-        checkpoint = args.checkpoint or args.resume
-    else:
-        exp = build(train_settings(args), **where)
-        checkpoint = args.checkpoint
-    trainer, epochs = exp.trainer, exp.settings.epochs
-    bar = None
+        return resume(args.resume, **where), args.checkpoint or args.resume
+    explicit = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}
+    settings = settings_for(args.preset or "seed", explicit)
+    if settings.trainer != "gradient" and args.checkpoint is not None:
+        raise NnetError(
+            f"--trainer {settings.trainer} does not take --checkpoint: checkpoints are for "
+            "gradient training; a gradient-free run saves its model file when stopped."
+        )
+    return build(settings, **where), args.checkpoint
 
-    def on_epoch_start(epoch: int) -> None:
-        nonlocal bar
-        if progress:
-            bar = tqdm(
-                total=len(exp.train),
-                desc=f"epoch {epoch + 1}/{epochs}",
-                unit="samples",
-                unit_scale=True,
-                leave=False,
-                file=sys.stderr,
-                dynamic_ncols=True,
-            )
 
-    def on_batch(n: int, loss: float) -> None:
-        if bar is not None:
-            bar.update(n)
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+class Progress:
+    """What a run shows as it trains, unless ``--quiet``: a bar on stderr for the epoch under
+    way (samples done, the last batch's loss), then the epoch's line on stdout."""
+
+    BAR = {"unit": "samples", "unit_scale": True, "leave": False, "dynamic_ncols": True}
+
+    def __init__(self, samples: int, epochs: int, *, show: bool) -> None:
+        self.samples, self.epochs, self.show = samples, epochs, show
+        self.bar = tqdm(disable=True)  # the bar of the epoch under way; a disabled one: none
+
+    def start(self, epoch: int) -> None:
+        if self.show:
+            desc = f"epoch {epoch + 1}/{self.epochs}"
+            self.bar = tqdm(total=self.samples, desc=desc, file=sys.stderr, **self.BAR)
+
+    def batch(self, n: int, loss: float) -> None:
+        self.bar.update(n)
+        self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+
+    def end(self, row: dict[str, Any] | None = None) -> None:
+        """Clear the bar; after an epoch (its ``row``), print the epoch's line."""
+        self.bar.close()
+        if self.show and row is not None:
+            print(format_epoch(row, self.epochs), flush=True)
+
+
+def format_epoch(row: dict[str, Any], epochs: int) -> str:
+    parts = [f"epoch {row['epoch']:>{len(str(epochs))}}/{epochs}"]
+    for name in [n for n in ("train", "val", "test") if f"{n}_loss" in row]:
+        acc = row.get(f"{name}_accuracy")
+        shown = f" acc {100 * acc:.2f}%" if acc is not None else ""
+        parts.append(f"{name} loss {row[name + '_loss']:.4f}{shown}")
+    parts.append(f"{row['seconds']:.2f} s")
+    return "  ".join(parts)
+
+
+def fit(exp: Experiment, args: argparse.Namespace, checkpoint: Path | None) -> float:
+    """Train until done or stopped by Ctrl-C or SIGTERM, writing the metrics and the checkpoint
+    after every epoch and when stopped; the seconds it took."""
+    trainer = exp.trainer
+    progress = Progress(len(exp.train), exp.settings.epochs, show=not args.quiet)
 
     def on_epoch(row: dict[str, Any]) -> None:
-        if bar is not None:
-            bar.close()
-        if progress:
-            print(format_epoch(row, epochs), flush=True)
+        progress.end(row)
         if args.metrics is not None:
             with atomic_write(args.metrics, "w") as f:
                 f.writelines(json.dumps(r) + "\n" for r in trainer.history)
@@ -363,18 +325,24 @@ def cmd_train(args: argparse.Namespace) -> int:
             exp.train,
             exp.evals,
             stop=stop,
-            on_batch=on_batch,
-            on_epoch_start=on_epoch_start,
+            on_batch=progress.batch,
+            on_epoch_start=progress.start,
             on_epoch=on_epoch,
         )
     seconds = time.perf_counter() - start
-    if bar is not None:
-        bar.close()
+    progress.end()
     if trainer.stopped_by and checkpoint is not None:
         save_checkpoint(exp, checkpoint)  # mid-epoch: the pass under way is saved too
+    return seconds
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    exp, checkpoint = start_run(args)
+    trainer = exp.trainer
+    seconds = fit(exp, args, checkpoint)
     model = exp.net.copy()
     model.weights = [w.copy() for w in trainer.model_weights()]
-    save(model, args.out, model_meta(exp, seconds))
+    save_model(model, args.out, model_meta(exp, seconds))
     if args.plot is not None and trainer.history:
         from nnet.apps.plots import plot_curves
 
@@ -383,7 +351,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     # The figures of the model as saved (the best epoch's weights when there is a validation
     # split, which may not be the last epoch's).
     test_loss, test_acc = evaluate(model, exp.evals["test"])
-    s = exp.settings
     summary = {
         "model": str(args.out),
         "epochs": trainer.epoch,
@@ -391,11 +358,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "test_loss": test_loss,
         "test_accuracy": test_acc,
         "best_epoch": trainer.best[1] if trainer.best is not None else trainer.epoch,
-        "preset": s.preset,
-        "trainer": s.trainer,
-        "engine": s.engine,
-        "dtype": s.dtype,
-        "seed": s.seed,
+        **{k: getattr(exp.settings, k) for k in ("preset", "trainer", "engine", "dtype", "seed")},
     }
     if trainer.history:
         last = trainer.history[-1]
@@ -404,24 +367,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary["early_stopped"] = True
     if trainer.stopped_by:
         summary["interrupted"] = trainer.stopped_by
-        where_next = f"; continue with nnet train --resume {checkpoint}" if checkpoint else ""
-        when = (
-            f"after epoch {trainer.epoch}"
-            if trainer.progress is None
-            else f"in epoch {trainer.epoch + 1}, after batch {trainer.progress['batch']}"
-        )
-        print(
-            f"nnet: stopped by {trainer.stopped_by} {when}; the model so far is saved in "
-            f"{args.out}{where_next}.",
-            file=sys.stderr,
-        )
-    if progress:
+        print(stopped_message(trainer, args.out, checkpoint), file=sys.stderr)
+    if not args.quiet:
         best = f", best epoch {summary['best_epoch']}" if trainer.best is not None else ""
         shown = f"test accuracy {100 * test_acc:.2f}%, " if test_acc is not None else ""
-        print(
-            f"saved {args.out}: {shown}test loss {test_loss:.4f} "
-            f"({trainer.epoch} epochs{best}, {seconds:.1f} s of training)"
-        )
+        run = f"{trainer.epoch} epochs{best}, {seconds:.1f} s of training"
+        print(f"saved {args.out}: {shown}test loss {test_loss:.4f} ({run})")
     if args.json:
         print(json.dumps(summary))
     if trainer.stopped_by:
@@ -429,90 +380,68 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------- evaluate
+def stopped_message(trainer: Trainer, out: Path, checkpoint: Path | None) -> str:
+    """What a run stopped by a signal says on stderr: when, and how to continue it."""
+    if trainer.progress is None:
+        when = f"after epoch {trainer.epoch}"
+    else:
+        when = f"in epoch {trainer.epoch + 1}, after batch {trainer.progress['batch']}"
+    where_next = f"; continue with nnet train --resume {checkpoint}" if checkpoint else ""
+    saved = f"the model so far is saved in {out}{where_next}."
+    return f"nnet: stopped by {trainer.stopped_by} {when}; {saved}"
 
 
-def add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="accuracy and loss of a saved model on a dataset split")
-    p.add_argument("model", type=path_arg("in"), metavar="MODEL")
+def add_evaluate(sub: Subcommands) -> None:
+    help = "accuracy and loss of a saved model on a dataset split"
+    p = command(sub, "evaluate", cmd_evaluate, help, model=True)
     p.add_argument("--split", choices=["test", "train"], default="test")
     add_data_flags(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_evaluate)
 
 
 def load_image_model(path: Path, dataset: str | None = None) -> tuple[Network, str, str]:
     """The model at ``path``, its task, and the dataset it is used on (``dataset``, or the
     one it was trained on): NnetError unless its sizes fit that dataset's images."""
-    from nnet.files.model_file import load
-
-    net = load(path)
+    net = load_model(path)
     task = net.meta.get("task", "classifier")
     name = dataset or net.meta.get("dataset", "mnist")
     if name not in DATASETS:
         raise NnetError(f"{path} was trained on {name!r}; pass --dataset mnist or fashion-mnist.")
     spec = DATASETS[name]
-    if net.sizes[0] != spec.n_inputs:
-        raise NnetError(
-            f"{path} takes {net.sizes[0]} inputs, not the {spec.n_inputs} pixels of a "
-            f"{spec.side}x{spec.side} image."
-        )
-    if net.sizes[-1] != spec.n_outputs(task):
-        raise NnetError(
-            f"{path} has {net.sizes[-1]} outputs; a {task} on {name} needs {spec.n_outputs(task)}."
-        )
+    n_in, n_out, side = spec.n_inputs, spec.n_outputs(task), spec.side
+    if net.sizes[0] != n_in:
+        image = f"the {n_in} pixels of a {side}x{side} image"
+        raise NnetError(f"{path} takes {net.sizes[0]} inputs, not {image}.")
+    if net.sizes[-1] != n_out:
+        raise NnetError(f"{path} has {net.sizes[-1]} outputs; a {task} on {name} needs {n_out}.")
     return net, task, name
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from nnet.data.datasets import load
-    from nnet.experiment import to_split
-    from nnet.training.loop import evaluate
-
     net, task, name = load_image_model(args.model, args.dataset)
-    data = load(name, args.data, download=not args.no_download, progress=not args.json)
+    data = load_dataset(name, args.data, download=not args.no_download, progress=not args.json)
     x, y = (data.x_test, data.y_test) if args.split == "test" else (data.x_train, data.y_train)
     split = to_split(x, y, task, net.dtype, DATASETS[name].n_classes)
     loss, acc = evaluate(net, split)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "accuracy": acc,
-                    "loss": loss,
-                    "dataset": name,
-                    "split": args.split,
-                    "samples": len(split),
-                    "model": str(args.model),
-                }
-            )
-        )
+        where = {"dataset": name, "split": args.split, "samples": len(split)}
+        print(json.dumps({"accuracy": acc, "loss": loss, **where, "model": str(args.model)}))
     else:
         shown = f"accuracy {100 * acc:.2f}%  " if acc is not None else ""
         print(f"{args.model} on {name} {args.split} ({len(split)} samples): {shown}loss {loss:.6f}")
     return 0
 
 
-# ----------------------------------------------------------------------------- predict
-
-
-def add_predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "predict",
-        help="classify images (PNG, JPEG, ... or .npy) with a saved model",
-        description=(
-            "Convert each image the way MNIST digits were made (grayscale, digit on black, "
-            "fit into 20x20, centred by mass in 28x28) and print the predicted class and the "
-            "probabilities."
-        ),
-    )
-    p.add_argument("model", type=path_arg("in"), metavar="MODEL")
+def add_predict(sub: Subcommands) -> None:
+    help = "classify images (PNG, JPEG, ... or .npy) with a saved model"
+    p = command(sub, "predict", cmd_predict, help, model=True)
     p.add_argument("images", type=path_arg("in"), nargs="+", metavar="IMAGE")
     p.add_argument("--json", action="store_true", help="one JSON object per line per image")
-    p.set_defaults(func=cmd_predict)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Convert each image the way MNIST digits were made (grayscale, digit on black, fit into
+    20x20, centred by mass in 28x28) and print the predicted class and the probabilities."""
     from nnet.data.preprocess import load_image
 
     net, task, name = load_image_model(args.model)
@@ -525,13 +454,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for path, p in zip(args.images, probabilities, strict=True):
         digit = int(np.argmax(p))
         if args.json:
-            record = {
-                "path": str(path),
-                "digit": digit,
-                "label": classes[digit],
-                "probabilities": [round(float(v), 6) for v in p],
-            }
-            print(json.dumps(record))
+            record = {"path": str(path), "digit": digit, "label": classes[digit]}
+            print(json.dumps({**record, "probabilities": [round(float(v), 6) for v in p]}))
         else:
             probs = " ".join(f"{i}:{v:.2f}" for i, v in enumerate(p))
             label = f" ({classes[digit]})" if classes[digit] != str(digit) else ""
@@ -539,32 +463,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------- plot, inspect
-
-
-def add_plot(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "plot",
-        help="draw loss and accuracy per epoch (or against time) of one or more runs (PNG)",
-        description=(
-            "Read metrics files written by nnet train --metrics (or model files, which keep "
-            "their history) and draw loss and accuracy per epoch, train, validation and test, "
-            "every run overlaid with a legend."
-        ),
-    )
+def add_plot(sub: Subcommands) -> None:
+    help = "draw loss and accuracy per epoch (or against time) of one or more runs (PNG)"
+    p = command(sub, "plot", cmd_plot, help)
     p.add_argument("metrics", type=path_arg("in"), nargs="+", metavar="METRICS")
     p.add_argument("--out", type=path_arg("out"), default=Path("curves.png"), help="PNG file")
-    p.add_argument(
-        "--x",
-        choices=["epoch", "seconds"],
-        default="epoch",
-        help="horizontal axis: epochs (default), or cumulative seconds of training (the sum "
-        "of each epoch's seconds, its evaluation included) to compare runs by wall time",
-    )
-    p.set_defaults(func=cmd_plot)
+    help = "horizontal axis: epochs (default), or cumulative seconds of training (the sum of "
+    help += "each epoch's seconds, its evaluation included) to compare runs by wall time"
+    p.add_argument("--x", choices=["epoch", "seconds"], default="epoch", help=help)
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
+    """Read metrics files written by nnet train --metrics (or model files, which keep their
+    history) and draw loss and accuracy per epoch, train, validation and test, every run
+    overlaid with a legend."""
     from nnet.apps.plots import plot_curves, read_runs
 
     plot_curves(read_runs(args.metrics), args.out, x=args.x)
@@ -572,30 +484,23 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_inspect(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "inspect",
-        help="pictures of what a model learned (confusion matrix, weights, mistakes, ...)",
-        description=(
-            "On the test set: the confusion matrix, the first layer's weights as 28x28 "
-            "images, the most confidently wrong digits and the hidden activations (or, for "
-            "an autoencoder, originals beside their reconstructions), as PNG files in DIR."
-        ),
-    )
-    p.add_argument("model", type=path_arg("in"), metavar="MODEL")
+def add_inspect(sub: Subcommands) -> None:
+    help = "pictures of what a model learned (confusion matrix, weights, mistakes, ...)"
+    p = command(sub, "inspect", cmd_inspect, help, model=True)
     p.add_argument(
         "--out", type=path_arg("dir"), default=Path("inspect"), metavar="DIR", help="folder"
     )
     add_data_flags(p)
-    p.set_defaults(func=cmd_inspect)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    """On the test set: the confusion matrix, the first layer's weights as 28x28 images, the
+    most confidently wrong digits and the hidden activations (or, for an autoencoder,
+    originals beside their reconstructions), as PNG files in DIR."""
     from nnet.apps.plots import inspect_model
-    from nnet.data.datasets import load
 
     net, _, name = load_image_model(args.model, args.dataset)
-    data = load(name, args.data, download=not args.no_download)
+    data = load_dataset(name, args.data, download=not args.no_download)
     try:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -606,86 +511,51 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-# ----------------------------------------------------------------------------- serve
-
-
-def add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="a local web page: draw a digit and watch the network answer",
-        description=(
-            "Serve a page on which you draw a digit (mouse, pen or finger) and see the "
-            "model's prediction, its 10 probabilities and its hidden activations update as "
-            "you draw. Drawings are converted exactly as nnet predict converts images. The "
-            "Random test digit button needs the dataset's test files on disk (never "
-            "downloaded). Ctrl-C stops the server."
-        ),
-    )
-    p.add_argument("model", type=path_arg("in"), metavar="MODEL")
-    p.add_argument(
-        "--port",
-        type=checked(Number(int, 0, 65535, what="a port number 0..65535")),
-        default=8000,
-        help="TCP port (default 8000; 0: any free port)",
-    )
-    p.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1, this computer only; 0.0.0.0 opens "
-        "it to your network)",
-    )
-    p.add_argument(
-        "--data",
-        type=path_arg("data"),
-        metavar="DIR",
-        help="data folder holding mnist/ for random test digits (default: $NNET_DATA, then "
-        "the user cache)",
-    )
-    p.add_argument(
-        "--log",
-        choices=["errors", "all", "none"],
-        default="errors",
-        help="requests logged on stderr, one line each (default: errors)",
-    )
-    p.set_defaults(func=cmd_serve)
+def add_serve(sub: Subcommands) -> None:
+    help = "a local web page: draw a digit and watch the network answer"
+    p = command(sub, "serve", cmd_serve, help, model=True)
+    port = checked(Number(int, 0, 65535, what="a port number 0..65535"))
+    help = "TCP port (default 8000; 0: any free port)"
+    p.add_argument("--port", type=port, default=8000, help=help)
+    help = "address to listen on (default 127.0.0.1, this computer only; 0.0.0.0 opens it to "
+    help += "your network)"
+    p.add_argument("--host", default="127.0.0.1", help=help)
+    help = "data folder holding mnist/ for random test digits (default: $NNET_DATA, then the "
+    help += "user cache)"
+    p.add_argument("--data", type=path_arg("data"), metavar="DIR", help=help)
+    help = "requests logged on stderr, one line each (default: errors)"
+    p.add_argument("--log", choices=["errors", "all", "none"], default="errors", help=help)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve a page on which you draw a digit (mouse, pen or finger) and see the model's
+    prediction, its 10 probabilities and its hidden activations update as you draw. Drawings
+    are converted exactly as nnet predict converts images. The Random test digit button needs
+    the dataset's test files on disk (never downloaded). Ctrl-C stops the server."""
     from nnet.apps.serve import serve
 
     return serve(args.model, host=args.host, port=args.port, data=args.data, log=args.log)
 
 
-# ----------------------------------------------------------------------------- bench
-
-
-def add_bench(sub: argparse._SubParsersAction) -> None:
+def add_bench(sub: Subcommands) -> None:
     from nnet.apps.bench import CONFIGS
 
-    p = sub.add_parser(
-        "bench",
-        help="seconds per epoch of every engine and PyTorch, measured side by side",
-        description=(
-            "Measure, in this one run, seconds per epoch of MNIST training for every engine "
-            "on the notes' experiment and for backprop on 784-800-800-10 (and PyTorch, when "
-            "installed: pip install 'nnet[bench]'), with samples/s, GFLOP/s and peak memory. "
-            "Rows marked * are extrapolated from a measured number of samples."
-        ),
-    )
+    help = "seconds per epoch of every engine and PyTorch, measured side by side"
+    p = command(sub, "bench", cmd_bench, help)
     p.add_argument("--configs", type=names(list(CONFIGS), "configuration"), default=list(CONFIGS))
     p.add_argument("--engines", type=names([*ENGINES, "pytorch"], "engine"), help="default: all")
-    p.add_argument(
-        "--repeats", type=checked(POSITIVE_INT), default=3, help="epochs per row (median)"
-    )
+    help = "epochs per row (median)"
+    p.add_argument("--repeats", type=checked(POSITIVE_INT), default=3, help=help)
     p.add_argument("--dtype", choices=DTYPES, default="float32")
     add_data_flags(p, dataset=False)
     p.add_argument("--json", action="store_true", help="print a JSON list of rows")
-    p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    import platform
-
+    """Measure, in this one run, seconds per epoch of MNIST training for every engine on the
+    notes' experiment and for backprop on 784-800-800-10 (and PyTorch, when installed: pip
+    install 'nnet[bench]'), with samples/s, GFLOP/s and peak memory. Rows marked * are
+    extrapolated from a measured number of samples."""
     from nnet.apps.bench import HEADER, format_row, rows_json, run_bench, summary, threads
 
     if not args.json:
@@ -700,24 +570,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"{platform.processor() or platform.machine()}, {threads()} threads"
         )
         print(HEADER, flush=True)
-    rows, source = run_bench(
-        configs=args.configs,
-        engines=args.engines,
-        repeats=args.repeats,
-        dtype=args.dtype,
-        data=args.data,
-        report=None if args.json else lambda row: print(format_row(row), flush=True),
-    )
+    report = None if args.json else lambda row: print(format_row(row), flush=True)
+    options = {k: getattr(args, k) for k in ("configs", "engines", "repeats", "dtype", "data")}
+    rows, source = run_bench(**options, report=report)
     if args.json:
         print(rows_json(rows))
-        return 0
-    print(f"* extrapolated to 60000 samples; data: {source}")
-    for line in summary(rows):
-        print(line)
+    else:
+        print(f"* extrapolated to 60000 samples; data: {source}", *summary(rows), sep="\n")
     return 0
-
-
-# ----------------------------------------------------------------------------- main
 
 
 class Parser(argparse.ArgumentParser):
@@ -732,8 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nnet", description="A feedforward network from first principles in NumPy."
     )
     parser.add_argument("--version", action="version", version=f"nnet {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (
         add_train, add_evaluate, add_predict, add_serve, add_bench, add_plot, add_inspect,
         add_gradcheck,
@@ -746,12 +605,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except DivergenceError as exc:  # not a usage error: the run itself went wrong
-        print(f"nnet: error: {exc}", file=sys.stderr)
-        return 1
     except NnetError as exc:
         print(f"nnet: error: {exc}", file=sys.stderr)
-        return 2
+        # A run that diverged is not a usage error: the run itself went wrong.
+        return 1 if isinstance(exc, DivergenceError) else 2
     except KeyboardInterrupt:
         print("nnet: interrupted.", file=sys.stderr)
         return 130
