@@ -26,7 +26,8 @@ import http.client
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -45,7 +46,6 @@ FILES = (
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 )
-TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = FILES
 
 
 class DownloadError(NnetError):
@@ -54,12 +54,10 @@ class DownloadError(NnetError):
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """What a dataset is made of and where to get it.
-
-    ``files`` maps each of the four standard file names to the md5 of the ``.gz`` file as
-    published; ``mirrors`` are base URLs tried in turn; ``classes`` names the labels 0, 1, ...;
-    the images are ``side`` x ``side`` uint8 pixels.
-    """
+    """What a dataset is made of and where to get it: ``files`` maps each of the four
+    standard file names to the md5 of the ``.gz`` file as published; ``mirrors`` are base URLs
+    tried in turn; ``classes`` names the labels 0, 1, ...; the images are ``side`` x ``side``
+    uint8 pixels."""
 
     name: str
     files: Mapping[str, str]
@@ -81,13 +79,11 @@ class DatasetSpec:
         return len(self.classes)
 
     def n_outputs(self, task: str) -> int:
-        """A network's output count for ``task``: the classes for a classifier, the pixels
-        for an autoencoder (which outputs the image)."""
+        """Outputs of a network for ``task``: the pixels for an autoencoder, else the classes."""
         return self.n_inputs if task == "autoencoder" else self.n_classes
 
     def check_sizes(self, sizes: Sequence[int], task: str) -> None:
-        """NnetError unless layer ``sizes`` fit this data: ``n_inputs`` first, and last
-        ``n_classes`` for a classifier, ``n_inputs`` for an autoencoder (it outputs images)."""
+        """NnetError unless layer ``sizes`` start with ``n_inputs`` and end with ``n_outputs``."""
         if sizes[0] != self.n_inputs:
             raise NnetError(
                 f"MNIST inputs have {self.n_inputs} pixels; --sizes must start with "
@@ -100,7 +96,7 @@ class DatasetSpec:
             )
 
 
-def _spec(name: str, md5s: str, mirrors: tuple[str, ...], classes: Sequence[str]) -> DatasetSpec:
+def _spec(name: str, md5s: str, classes: Sequence[str], *mirrors: str) -> DatasetSpec:
     return DatasetSpec(name, dict(zip(FILES, md5s.split(), strict=True)), mirrors, tuple(classes))
 
 
@@ -109,22 +105,18 @@ DATASETS: dict[str, DatasetSpec] = {
         "mnist",
         """f68b3c2dcbeaaa9fbdd348bbdeb94873 d53e105ee54ea40749a09fcbcd1e9432
            9fb629c4189551a2d022fa330f9573f3 ec29112dd5afa0611ce80d1b7f02629c""",
-        (
-            "https://ossci-datasets.s3.amazonaws.com/mnist/",
-            "https://storage.googleapis.com/cvdf-datasets/mnist/",
-            "http://yann.lecun.com/exdb/mnist/",
-        ),
         "0123456789",
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
     ),
     "fashion-mnist": _spec(
         "fashion-mnist",
         """8d4fb7e6c68d591d4c3dfef9ec88bf0d 25c81989df183df01b3e8a0aad5dffbe
            bef4ecab320f06d8554ea6380940ec79 bb300cfdad3c16e7a12a480ee83cd310""",
-        (
-            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-            "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
-        ),
         "T-shirt/top|Trouser|Pullover|Dress|Coat|Sandal|Shirt|Sneaker|Bag|Ankle boot".split("|"),
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
     ),
 }
 MNIST = DATASETS["mnist"]  # the image format every dataset here shares
@@ -163,26 +155,23 @@ def class_names(meta: Mapping[str, Any], n: int) -> list[str]:
 
 
 def data_dirs(data: str | os.PathLike[str] | None = None) -> list[Path]:
-    """The data directories to search, most specific first: ``data`` (``--data DIR``),
-    ``$NNET_DATA``, the user cache, each if given and not empty. The environment is read at
-    each call; a folder named twice is listed once."""
+    """The data directories to search, most specific first (see the module docstring); the
+    environment is read at each call, and a folder named twice is listed once."""
     given = (data, os.environ.get("NNET_DATA"))
     dirs = [Path(d).expanduser() for d in given if d is not None and str(d) != ""]
     xdg = os.environ.get("XDG_CACHE_HOME")
-    try:
+    with suppress(RuntimeError):  # no home directory to be found
         dirs.append(Path(xdg).expanduser() / "nnet" if xdg else Path.home() / ".cache" / "nnet")
-    except RuntimeError:  # no home directory to be found
-        pass
     return list(dict.fromkeys(dirs))
 
 
 def _present(folder: Path, filename: str) -> Path | None:
     """The file ``filename`` in ``folder``, gzip-compressed or not, or None if absent."""
     candidates = (folder / filename, folder / filename.removesuffix(".gz"))
-    return next((p for p in candidates if p.is_file()), None)
+    return next((p for p in candidates if os.path.isfile(p)), None)  # never raises
 
 
-def _missing(folder: Path, filenames: Sequence[str]) -> list[str]:
+def _missing(folder: Path, filenames: Iterable[str]) -> list[str]:
     return [f for f in filenames if _present(folder, f) is None]
 
 
@@ -219,9 +208,7 @@ def _remote(request: Callable[[], Any], timeout: float) -> Any:
 
 def _fetch(url: str, dest: Path, md5: str, *, progress: bool, timeout: float) -> None:
     """Download ``url`` to ``dest`` through a temporary file, kept only if its md5 is ``md5``.
-
-    What the mirror does wrong raises :class:`_MirrorError`; what the disk does, OSError.
-    """
+    What the mirror does wrong raises :class:`_MirrorError`; what the disk does, OSError."""
     with (
         atomic_write(dest) as out,
         _remote(lambda: urllib.request.urlopen(url, timeout=timeout), timeout) as response,
@@ -257,11 +244,9 @@ def download(
 ) -> Path:
     """Download the missing files of dataset ``name`` into ``target/<name>/``; return that folder.
 
-    Each file absent from the folder (under its name or without .gz) is fetched from the
-    mirrors in turn (``mirrors``: base URLs, default the dataset's own), streamed to a
-    temporary file in the folder, checked against its md5 (``files``: {file name: md5},
-    default the published ones) and only then moved into place. A mirror that fails or
-    serves a file with the wrong md5 is skipped. If every mirror fails for a file,
+    Each missing file is fetched from ``mirrors`` (base URLs, default the dataset's own) in
+    turn, streamed to a temporary file and moved into place only if its md5 is that of ``files``
+    ({file name: md5}, default the published ones). If every mirror fails for a file,
     :class:`DownloadError` lists each mirror's failure and how to supply the files by hand.
     ``progress`` shows a progress bar per file on stderr; ``timeout`` is in seconds.
     """
@@ -271,31 +256,27 @@ def download(
     folder = Path(target) / name
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DownloadError(
-            f"cannot create the folder {folder} to download {name} into "
-            f"({e.strerror or e}); {_by_hand(name, list(files), folder)}."
-        ) from e
-    for filename in _missing(folder, list(files)):
-        failures = []
-        for url in (mirror.rstrip("/") + "/" + filename for mirror in mirrors):
-            try:
-                _fetch(url, folder / filename, files[filename], progress=progress, timeout=timeout)
-                break
-            except _MirrorError as e:
-                failures.append(f"{url}: {e}")
-            except OSError as e:  # the disk's fault, not the mirror's: no use trying others
+        for filename in _missing(folder, files):
+            failures = []
+            for url in (mirror.rstrip("/") + "/" + filename for mirror in mirrors):
+                try:
+                    _fetch(
+                        url, folder / filename, files[filename], progress=progress, timeout=timeout
+                    )
+                    break
+                except _MirrorError as e:
+                    failures.append(f"{url}: {e}")
+            else:
+                tried = "; ".join(failures) or "no mirrors were given"
                 raise DownloadError(
-                    f"downloading {url} failed: cannot write in {folder} ({e.strerror or e}); "
-                    f"free some space or make {folder} writable, or "
-                    f"{_by_hand(name, _missing(folder, list(files)), folder)}."
-                ) from e
-        else:
-            tried = "; ".join(failures) or "no mirrors were given"
-            raise DownloadError(
-                f"could not download {filename} of {name} from any mirror ({tried}); "
-                f"{_by_hand(name, _missing(folder, list(files)), folder)}."
-            )
+                    f"could not download {filename} of {name} from any mirror ({tried}); "
+                    f"{_by_hand(name, _missing(folder, files), folder)}."
+                )
+    except OSError as e:  # the disk's fault, not a mirror's: no use trying others
+        raise DownloadError(
+            f"cannot write in {folder} to download {name} ({e.strerror or e}); free some space "
+            f"or make {folder} writable, or {_by_hand(name, _missing(folder, files), folder)}."
+        ) from e
     return folder
 
 
@@ -308,10 +289,8 @@ _download = download  # for load, whose ``download`` flag hides the function
 def _read_split(spec: DatasetSpec, folder: Path, images: str, labels: str) -> list[np.ndarray]:
     """[images (N, n_inputs), labels (N,)], each file checked for structure."""
     fix = "replace it with the right file or delete it so nnet downloads a fresh copy"
-    paths = [_present(folder, images), _present(folder, labels)]
-    for p, filename in zip(paths, (images, labels), strict=True):
-        if p is None:  # removed since it was located
-            raise IdxError(f"{folder / filename} does not exist; put the file back or download it.")
+    # a file removed since it was located: read_idx says it does not exist
+    paths = [_present(folder, f) or folder / f for f in (images, labels)]
     x, y = (read_idx(p) for p in paths)
     side = spec.side
     if x.dtype != np.uint8 or x.shape[1:] != (side, side):
@@ -342,22 +321,17 @@ def load(
     download: bool = True,
     progress: bool = True,
 ) -> Dataset:
-    """Load dataset ``name`` from the first of :func:`data_dirs` that holds it.
-
-    If none does and ``download`` is true, the missing files are downloaded into the first
-    data directory; otherwise :class:`DownloadError` says which files are missing where.
-    Each structure problem (see the module docstring) is an :class:`~nnet.data.idx.IdxError`
-    naming the file.
-    """
+    """Load dataset ``name`` from the first of :func:`data_dirs` that holds it, or download
+    it there (see the module docstring); without ``download``, :class:`DownloadError` says
+    which files are missing where. A file of the wrong structure is an :class:`IdxError`."""
     spec = get_spec(name)
     folder = locate(name, data)
     if folder is None:
         dirs = data_dirs(data)
         if not dirs:
             raise DownloadError(
-                f"{name} was not found and there is no data folder to look in or download to "
-                f"(no --data DIR, no NNET_DATA, no home folder); point --data DIR or NNET_DATA "
-                f"at a folder that holds {name}/."
+                f"{name} was not found and there is no data folder (no --data DIR, NNET_DATA or "
+                f"home folder); point --data DIR or NNET_DATA at a folder that holds {name}/."
             )
         if not download:
             where = "; ".join(
@@ -371,20 +345,15 @@ def load(
                 f"{_by_hand(name, FILES, dirs[0] / name)}."
             )
         folder = _download(name, dirs[0], progress=progress)
-    train = _read_split(spec, folder, TRAIN_IMAGES, TRAIN_LABELS)
-    test = _read_split(spec, folder, TEST_IMAGES, TEST_LABELS)
+    train = _read_split(spec, folder, *FILES[:2])
+    test = _read_split(spec, folder, *FILES[2:])
     return Dataset(name, *train, *test, source=folder)
 
 
-# --------------------------------------------------------------------------- helpers
-
-
 def _float_dtype(dtype: str | np.dtype | type) -> np.dtype:
-    try:
+    with suppress(TypeError):
         if (dt := np.dtype(dtype)).kind == "f":
             return dt
-    except TypeError:
-        pass
     raise NnetError(f"unsupported dtype {dtype!r}: expected a float type like float32.")
 
 
@@ -420,8 +389,6 @@ def one_hot(
             f"one_hot expects a 1-D array of integer labels; got {labels.dtype.name} of "
             f"shape {labels.shape}."
         )
-    if n_classes < 1:
-        raise NnetError(f"one_hot needs n_classes >= 1; got {n_classes}.")
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
         raise NnetError(
             f"labels must lie in 0..{n_classes - 1}; found {labels.min()}..{labels.max()}."
@@ -432,24 +399,15 @@ def one_hot(
 def split_validation(
     x: np.ndarray, y: np.ndarray, n_val: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x_train, y_train, x_val, y_val): ``n_val`` samples drawn out of (x, y) by ``rng``.
-
-    The validation samples are the first ``n_val`` of ``rng.permutation(N)``; both parts
-    keep the original order of the samples. ``n_val`` must satisfy 0 <= n_val < N.
-    """
+    """(x_train, y_train, x_val, y_val): the validation samples are the first ``n_val`` of
+    ``rng.permutation(N)``; both parts keep the original order of the samples."""
     n = len(x)
     if len(y) != n:
         raise NnetError(f"x and y must hold as many samples; got {n} and {len(y)}.")
-    if isinstance(n_val, bool) or not isinstance(n_val, (int, np.integer)):
-        raise NnetError(f"the validation size must be an integer; got {n_val!r}.")
     if not 0 <= n_val < n:
         raise NnetError(
             f"the validation size must be at least 0 and below the {n} training samples; "
             f"got {n_val}."
-        )
-    if not isinstance(rng, np.random.Generator):
-        raise NnetError(
-            f"split_validation needs a numpy.random.Generator; got {type(rng).__name__}."
         )
     val = np.zeros(n, dtype=bool)
     val[rng.permutation(n)[:n_val]] = True

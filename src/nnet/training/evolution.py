@@ -6,22 +6,17 @@ same network, data, metrics and model files, and differ only in how one mini-bat
 the weights.
 
 - :class:`GeneticUpdate`: a population of weight vectors; fitness = minus the batch loss;
-  roulette-wheel selection, uniform crossover, Gaussian mutation, elitism. The best member
-  of each generation is the network (``net.weights``).
+  roulette-wheel selection, uniform crossover, Gaussian mutation, elitism.
 - :class:`EvolutionUpdate`: OpenAI's evolution strategies (Salimans et al. 2017): antithetic
   Gaussian perturbations of the weights, rank-normalized fitness, and the resulting estimate
-  of the gradient of the loss handed to the same optimizers as backprop (SGD, Adam).
+  of the gradient handed to the same optimizers as backprop (SGD, Adam).
 
-Both are :class:`nnet.training.loop.Trainer` subclasses: one *generation* per mini-batch of the
-shuffled training set (the last, partial batch included), so an epoch is still one pass
-over the data, and ``fit``, the per-epoch evaluation and history rows, best-weights
-tracking, Ctrl-C (stop after the current generation) and the command line's progress bar,
-metrics and model files all work unchanged. Only the step per batch differs: the shared
-pass logic (:meth:`Trainer.run_epoch`: shuffling, the pass under way, the returned running
-metrics or None when stopped) is inherited and the per-batch loop ``_pass`` is replaced.
-``train_loss``/``train_accuracy`` are those of the current network on each batch (GA: the
-generation's best member; ES: the centre weights), and ``engine_seconds`` is the time spent
-evaluating the population.
+Both are updates of the one batch loop (:class:`nnet.training.loop.Trainer`): one
+*generation* per mini-batch of the shuffled training set, so an epoch is still one pass over
+the data, and the evaluation, history rows, best-weights tracking, Ctrl-C, the progress bar,
+metrics and model files all work unchanged. ``train_loss``/``train_accuracy`` are those of
+the current network on each batch (GA: the generation's best member; ES: the centre
+weights), and ``engine_seconds`` is the time spent evaluating the population.
 
 Population layout
 -----------------
@@ -60,60 +55,44 @@ Array = np.ndarray
 # ----------------------------------------------------------------------------- layout
 
 
-def layer_shapes(net: Network) -> list[tuple[int, int]]:
-    """The shape (#k + 1, #(k+1)) of every w^k."""
-    return [(net.sizes[k] + 1, net.sizes[k + 1]) for k in range(net.L)]
-
-
 def flatten(weights: Sequence[Array]) -> Array:
     """One member's weights w^0 ... w^(L-1) as one vector (n_params,)."""
     return np.concatenate([np.ravel(w) for w in weights])
-
-
-def unflatten(vector: Array, net: Network) -> list[Array]:
-    """A vector (n_params,) as arrays shaped like ``net.weights`` (views, no copy)."""
-    out, start = [], 0
-    for r, c in layer_shapes(net):
-        out.append(vector[start : start + r * c].reshape(r, c))
-        start += r * c
-    return out
 
 
 def layer_stacks(net: Network, W_pop: Array) -> list[Array]:
     """The population (P, n_params) as one (P, #k + 1, #(k+1)) view per layer."""
     P = W_pop.shape[0]
     out, start = [], 0
-    for r, c in layer_shapes(net):
+    for r, c in (w.shape for w in net.weights):
         out.append(W_pop[:, start : start + r * c].reshape(P, r, c))
         start += r * c
     return out
 
 
+def unflatten(vector: Array, net: Network) -> list[Array]:
+    """A vector (n_params,) as arrays shaped like ``net.weights`` (views, no copy)."""
+    return [stack[0] for stack in layer_stacks(net, vector[np.newaxis])]
+
+
 def _check_population(net: Network, W_pop: Any) -> list[Array]:
     if isinstance(W_pop, np.ndarray) and W_pop.ndim == 2:
         if W_pop.shape[1] != net.n_params or W_pop.shape[0] < 1:
-            raise NnetError(
-                f"a population of flat members needs shape (P, {net.n_params}); got {W_pop.shape}."
-            )
+            raise NnetError(f"a population needs shape (P, {net.n_params}); got {W_pop.shape}.")
         return layer_stacks(net, np.ascontiguousarray(W_pop, dtype=net.dtype))
     stacks = [np.asarray(w, dtype=net.dtype) for w in W_pop]
-    shapes = layer_shapes(net)
     P = stacks[0].shape[0] if stacks and stacks[0].ndim == 3 else 0
-    if len(stacks) != net.L or any(
-        s.shape != (P, *shape) for s, shape in zip(stacks, shapes, strict=False)
-    ):
+    if [s.shape for s in stacks] != [(P, *w.shape) for w in net.weights]:
         raise NnetError(
             f"a population needs shape (P, {net.n_params}) or one (P, rows, columns) stack "
-            f"per layer shaped {shapes}; got {[s.shape for s in stacks]}."
+            f"per layer shaped {[w.shape for w in net.weights]}; got {[s.shape for s in stacks]}."
         )
     return stacks
 
 
 def _forward_stacks(net: Network, stacks: list[Array], x1: Array) -> Array:
-    """Outputs (P, B, #L) of the members ``stacks`` on inputs with their bias column
-    ``x1`` (B, #0 + 1)."""
-    P, B = stacks[0].shape[0], x1.shape[0]
-    r0, c0 = stacks[0].shape[1:]
+    """Outputs (P, B, #L) of the members ``stacks`` on x1 (B, #0 + 1), inputs and bias."""
+    (P, r0, c0), B = stacks[0].shape, x1.shape[0]
     # w^0 of every member side by side: (#0 + 1, P * #1), then one GEMM for the whole
     # population; h[b, p * #1 + j] = h^1_j of member p on sample b.
     W0 = np.ascontiguousarray(stacks[0].transpose(1, 0, 2)).reshape(r0, P * c0)
@@ -131,16 +110,13 @@ def _forward_stacks(net: Network, stacks: list[Array], x1: Array) -> Array:
 def population_forward(net: Network, W_pop: Array | Sequence[Array], x: Any) -> Array:
     """The outputs (P, B, #L) of P weight sets on a batch x (B, #0), all at once.
 
-    ``W_pop`` is (P, n_params) (one flattened member per row, see the module docstring)
-    or one (P, #k + 1, #(k+1)) stack per layer. Member p's outputs equal
-    ``net.forward(x)`` with ``net.weights`` set to member p (up to rounding); ``net``
-    itself is not changed.
+    ``W_pop`` is (P, n_params) or one (P, #k + 1, #(k+1)) stack per layer. Member p's
+    outputs equal ``net.forward(x)`` with ``net.weights`` set to member p (up to rounding);
+    ``net`` itself is not changed.
     """
     stacks = _check_population(net, W_pop)
     x = net.check_x(x)
-    x1 = np.empty((x.shape[0], x.shape[1] + 1), dtype=net.dtype)
-    x1[:, :-1] = x
-    x1[:, -1] = 1.0
+    x1 = np.concatenate([x, np.ones((x.shape[0], 1), dtype=net.dtype)], axis=1)
     return _forward_stacks(net, stacks, x1)
 
 
@@ -165,36 +141,23 @@ def centered_ranks(values: Array) -> Array:
 
 
 def es_gradient(
-    net: Network,
-    x: Any,
-    t: Any,
-    *,
-    pairs: int,
-    sigma: float,
-    rng: np.random.Generator,
+    net: Network, x: Any, t: Any, *, pairs: int, sigma: float, rng: np.random.Generator
 ) -> tuple[list[Array], Array]:
-    """The evolution-strategies estimate of the gradient of the batch mean of E at
-    ``net.weights``, and the batch losses of the 2 ``pairs`` perturbed members.
-
-    The estimate :class:`EvolutionUpdate` uses (without its centre member); exposed so that
-    it can be compared with the true gradient (``nnet.gradients``).
-    """
+    """The estimate :class:`EvolutionUpdate` makes of the gradient of the batch mean of E
+    at ``net.weights`` (without its centre member), and the losses of the 2 ``pairs``
+    perturbed members: exposed to compare it with the true gradient (``nnet.gradients``)."""
     x = net.check_x(x)
     t = net.check_t(t, x.shape[0])
-    x1 = np.empty((x.shape[0], x.shape[1] + 1), dtype=net.dtype)
-    x1[:, :-1] = x
-    x1[:, -1] = 1.0
     theta = flatten(net.weights)
     eps = rng.standard_normal((pairs, theta.size), dtype=net.dtype)
     W_pop = _perturbed(theta, eps, sigma, centre=False)
-    losses = member_losses(net, _forward_stacks(net, layer_stacks(net, W_pop), x1), t)
+    losses = member_losses(net, population_forward(net, W_pop, x), t)
     return unflatten(_estimate(losses, eps, sigma), net), losses
 
 
 def _perturbed(theta: Array, eps: Array, sigma: float, *, centre: bool) -> Array:
     """[theta (if centre)], theta + sigma eps_1..n, theta - sigma eps_1..n as (P, n)."""
-    n = eps.shape[0]
-    c = int(centre)
+    n, c = eps.shape[0], int(centre)
     W_pop = np.empty((c + 2 * n, theta.size), dtype=theta.dtype)
     if centre:
         W_pop[0] = theta
@@ -205,9 +168,8 @@ def _perturbed(theta: Array, eps: Array, sigma: float, *, centre: bool) -> Array
 
 
 def _estimate(losses: Array, eps: Array, sigma: float) -> Array:
-    """g = -(1/(2 n sigma)) sum_i (r+_i - r-_i) eps_i, from the 2n losses (plus half, then
-    minus half): the centred ranks r of the fitness -loss; an estimate of the gradient of
-    the loss (up to a positive scale)."""
+    """The estimate g of :class:`EvolutionUpdate` (step 4) from the 2n losses of
+    :func:`_perturbed`'s members (plus half, then minus half)."""
     n = eps.shape[0]
     finite = np.where(np.isfinite(losses), losses, np.inf)  # a NaN loss ranks last
     r = centered_ranks(-finite)
@@ -217,13 +179,11 @@ def _estimate(losses: Array, eps: Array, sigma: float) -> Array:
 
 # ----------------------------------------------------------------------------- updates
 
-
 # The most memory one copy of a population may take: a generation makes a few copies.
 MAX_POPULATION_BYTES = 1 << 28
 
 
 def check_population_size(net: Network, members: int) -> None:
-    """NnetError if ``members`` copies of the weights would take too much memory."""
     size = members * net.n_params * net.dtype.itemsize
     if size > MAX_POPULATION_BYTES:
         raise NnetError(
@@ -234,8 +194,7 @@ def check_population_size(net: Network, members: int) -> None:
 
 
 def evaluate_population(net: Network, W_pop: Array, x1: Array, t: Array) -> tuple[Array, Array]:
-    """(losses (P,) with NaN as +inf, outputs (P, B, #L)) of the population ``W_pop`` on
-    inputs with their bias column ``x1`` and targets ``t``."""
+    """(losses (P,) with NaN as +inf, outputs (P, B, #L)) of ``W_pop`` on x1 and t."""
     O = _forward_stacks(net, layer_stacks(net, W_pop), x1)
     losses = member_losses(net, O, t)
     return np.where(np.isnan(losses), np.inf, losses), O
@@ -251,12 +210,11 @@ class GeneticUpdate:
        training metrics);
     3. the ``elite`` best members survive unchanged;
     4. every other member of the next generation is a child of two parents drawn by
-       roulette wheel (with replacement) with probability proportional to
-       f_p - min f: the fitness made non-negative by subtracting the population's worst
-       (which gets probability 0; a population of equal fitness is drawn uniformly);
+       roulette wheel (with replacement) with probability proportional to f_p - min f: the
+       fitness made non-negative by subtracting the population's worst (which gets
+       probability 0; a population of equal fitness is drawn uniformly);
     5. with probability ``crossover_rate`` the child is a uniform crossover of its parents
-       (each weight from either parent with probability 1/2), otherwise a copy of the
-       first;
+       (each weight from either with probability 1/2), otherwise a copy of the first;
     6. each weight of the child is mutated with probability ``mutation_rate`` by adding
        N(0, ``mutation_scale``^2).
 
@@ -281,11 +239,8 @@ class GeneticUpdate:
         crossover_rate: float,
         elite: int,
     ) -> None:
-        if not 2 <= population or not 0 <= elite < population:
-            raise NnetError(
-                f"the population needs at least 2 members and the elite must be smaller "
-                f"than the population; got {population} and {elite}."
-            )
+        if not 0 <= elite < population:
+            raise NnetError(f"the elite must be smaller than the population; got {elite}.")
         check_population_size(net, population)
         self.rng = rng
         self.population = int(population)
@@ -299,17 +254,11 @@ class GeneticUpdate:
         return None  # no learning rate: the history records null
 
     def initial_population(self, net: Network) -> Array:
-        """The network's own weights and ``population`` - 1 more members drawn with its
-        initialization from ``rng``."""
         pop = np.empty((self.population, net.n_params), dtype=net.dtype)
         pop[0] = flatten(net.weights)
+        layers = [(INITS[net.inits[k]], net.sizes[k], net.sizes[k + 1]) for k in range(net.L)]
         for p in range(1, self.population):  # once, before training: not the hot path
-            pop[p] = flatten(
-                [
-                    INITS[net.inits[k]](net.sizes[k], net.sizes[k + 1], self.rng)
-                    for k in range(net.L)
-                ]
-            )
+            pop[p] = flatten([init(m, n, self.rng) for init, m, n in layers])
         return pop
 
     def step(self, net: Network, fp: ForwardPass, t: Array, lr: float | None, tally: Tally) -> None:
@@ -323,8 +272,7 @@ class GeneticUpdate:
 
     def _breed(self, losses: Array) -> Array:
         rng, pop, P, e = self.rng, self.members, self.population, self.elite
-        n = pop.shape[1]
-        children = P - e
+        n, children = pop.shape[1], P - e
         # roulette wheel: probability proportional to the fitness minus the worst fitness
         fitness = -losses
         finite = np.isfinite(fitness)
@@ -342,18 +290,14 @@ class GeneticUpdate:
             # it comes from the second parent; selected bitwise, a ^ ((a ^ b) & mask)
             bits = rng.integers(0, 256, size=(cross.size, -(-n // 8)), dtype=np.uint8)
             mask = np.unpackbits(bits, axis=1, count=n).view(np.int8)
-            signed, unsigned = f"i{pop.itemsize}", f"u{pop.itemsize}"
-            mask = np.negative(mask, dtype=signed).view(unsigned)  # 0 or all ones
-            a = kids[cross].view(unsigned)
-            mixed = np.bitwise_xor(a, pop[parents[cross, 1]].view(unsigned))
-            mixed &= mask
-            mixed ^= a
-            kids[cross] = mixed.view(pop.dtype)
+            unsigned = f"u{pop.itemsize}"
+            mask = np.negative(mask, dtype=f"i{pop.itemsize}").view(unsigned)  # 0 or all ones
+            a, b = kids[cross].view(unsigned), pop[parents[cross, 1]].view(unsigned)
+            kids[cross] = (a ^ ((a ^ b) & mask)).view(pop.dtype)
         # Gaussian mutation of each weight with probability mutation_rate
         where = bernoulli_positions(rng, kids.size, self.mutation_rate)
-        flat = kids.reshape(-1)
         noise = rng.standard_normal(where.size, dtype=pop.dtype)
-        flat[where] += noise * pop.dtype.type(self.mutation_scale)
+        kids.reshape(-1)[where] += noise * pop.dtype.type(self.mutation_scale)
         return new
 
 
@@ -382,7 +326,8 @@ class EvolutionUpdate:
     1. draw eps_1 ... eps_n ~ N(0, I) (one entry per weight);
     2. evaluate theta and the 2n antithetic members theta +- sigma eps_i on the batch in one
        batched pass (theta's loss and accuracy are the running training metrics);
-    3. replace the 2n fitnesses (-loss) by their centred ranks r in [-0.5, 0.5];
+    3. replace the 2n fitnesses (-loss) by their centred ranks r in [-0.5, 0.5], a NaN
+       loss ranking last;
     4. g = -(1/(2 n sigma)) sum_i (r+_i - r-_i) eps_i estimates (up to a positive scale) the
        gradient of the loss;
     5. ``optimizer.step(net.weights, g, lr)``: the same optimizers as backprop (with their
@@ -403,10 +348,7 @@ class EvolutionUpdate:
         sigma: float,
     ) -> None:
         if population < 2 or population % 2:
-            raise NnetError(
-                "evolution strategies need an even population of at least 2 (antithetic pairs "
-                f"theta +- sigma eps); got {population}."
-            )
+            raise NnetError(f"evolution strategies need an even population; got {population}.")
         check_population_size(net, population + 1)
         self.optimizer = optimizer
         self.rng = rng
