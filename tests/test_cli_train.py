@@ -60,6 +60,7 @@ def seed_runs(mnist_dir, tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow
 def test_seed_preset_reproduces_the_notes_experiment(seed_runs):
     """The author reached 91 %, a PyTorch twin 89.8 %; the median over three seeds >= 89 %."""
     accs = sorted(r[0]["test_accuracy"] for r in seed_runs.values())
@@ -75,6 +76,7 @@ def test_seed_preset_reproduces_the_notes_experiment(seed_runs):
     assert sum(line.startswith("epoch ") for line in out.stdout.splitlines()) == 16
 
 
+@pytest.mark.slow
 def test_model_file_records_the_run(seed_runs):
     summary, model, _, _ = seed_runs[0]
     net = nnet.load(model)
@@ -88,6 +90,7 @@ def test_model_file_records_the_run(seed_runs):
     assert len(meta["history"]) == 16
 
 
+@pytest.mark.slow
 def test_evaluate_in_a_new_process_gives_the_same_accuracy(seed_runs, mnist_dir):
     summary, model, _, _ = seed_runs[0]
     result = last_json(run("evaluate", str(model), "--json", data=mnist_dir))
@@ -97,6 +100,7 @@ def test_evaluate_in_a_new_process_gives_the_same_accuracy(seed_runs, mnist_dir)
     assert train["samples"] == 60000 and 0.85 < train["accuracy"] < 0.95
 
 
+@pytest.mark.slow
 def test_same_seed_gives_the_same_weights_bit_for_bit(seed_runs, mnist_dir, tmp_path):
     summary, model, _, _ = seed_runs[2]
     again = tmp_path / "again.npz"
@@ -177,6 +181,7 @@ def test_autoencoder_preset_short_run(mnist_dir, tmp_path):
     assert refused.returncode == 2 and "not a classifier" in refused.stderr
 
 
+@pytest.mark.slow
 def test_engines_give_the_same_curve_on_real_data(mnist_dir, tmp_path):
     """A shortened seed run (2000 samples, batch 250, float64) with each engine."""
     curves = {}

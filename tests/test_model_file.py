@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import nnet
-from nnet.files.fileio import atomic_write
+from nnet.fileio import atomic_write
 from nnet.files.model_file import ModelFileError
 
 

@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from nnet.core.network import ForwardPass, Network
 from nnet.data.datasets import class_names, to_inputs
 from nnet.errors import NnetError
-from nnet.files.fileio import atomic_write
+from nnet.fileio import atomic_write
 from nnet.files.model_file import read_npz
 
 Array = np.ndarray

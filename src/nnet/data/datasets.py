@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from nnet.data.idx import CHUNK, IdxError, read_idx
 from nnet.errors import NnetError
-from nnet.files.fileio import atomic_write
+from nnet.fileio import atomic_write
 
 FILES = (
     "train-images-idx3-ubyte.gz",

@@ -33,7 +33,7 @@ from typing import BinaryIO
 import numpy as np
 
 from nnet.errors import NnetError
-from nnet.files.fileio import atomic_write
+from nnet.fileio import atomic_write
 
 # Type code -> NumPy dtype of the data as stored (big-endian).
 IDX_TYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from nnet.errors import NnetError
-from nnet.files.fileio import atomic_write
+from nnet.fileio import atomic_write
 from nnet.files.model_file import ModelFileError, network_meta, read_npz
 from nnet.training.loop import Trainer
 from nnet.training.settings import Settings

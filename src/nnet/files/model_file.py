@@ -27,7 +27,7 @@ from numpy.lib import format as npy
 
 from nnet.core.network import Network
 from nnet.errors import NnetError
-from nnet.files.fileio import atomic_write
+from nnet.fileio import atomic_write
 from nnet.version import __version__
 
 FORMAT = "nnet-model"

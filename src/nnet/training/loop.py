@@ -249,31 +249,14 @@ class Trainer:
 
     @classmethod
     def gradient(
-        cls,
-        net: Network,
-        optimizer: Optimizer,
-        *,
-        lr: LearningRate,
-        batch_size: int,
-        epochs: int,
-        rng: np.random.Generator,
-        engine: str = "backprop",
-        dropout: Sequence[float] | None = None,
-        patience: int = 0,
-        restore_best: bool = True,
+        cls, net: Network, optimizer: Optimizer, *, rng: np.random.Generator, **options: Any
     ) -> Trainer:
-        """A trainer of ``net`` by gradients: ``engine`` and ``optimizer`` (see
-        :class:`GradientUpdate`), the usual case."""
-        update = GradientUpdate(net, optimizer, lr=lr, rng=rng, engine=engine, dropout=dropout)
-        return cls(
-            net,
-            update,
-            batch_size=batch_size,
-            epochs=epochs,
-            rng=rng,
-            patience=patience,
-            restore_best=restore_best,
-        )
+        """A trainer of ``net`` by gradients, the usual case: ``options`` are the trainer's
+        own (``batch_size``, ``epochs``, ``patience``, ``restore_best``) and those of its
+        :class:`GradientUpdate` (``lr``, ``engine``, ``dropout``)."""
+        mine = {k: options.pop(k) for k in ("batch_size", "epochs", "patience", "restore_best")
+                if k in options}  # fmt: skip
+        return cls(net, GradientUpdate(net, optimizer, rng=rng, **options), rng=rng, **mine)
 
     def _with_bias(self, x: Array) -> Array:
         """x with a column of ones appended, [x, 1] = a^0 of every sample: batches are then

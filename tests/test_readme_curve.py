@@ -1,0 +1,40 @@
+"""The notes' experiment gives, with every batched engine, the README's test-accuracy curve
+to every printed digit (``nnet train --preset seed``, seed 0, float32, 60 000 images)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def readme_curve() -> list[str]:
+    row = re.search(r"^\| test accuracy % \|(.*)\|$", README.read_text(), re.MULTILINE)
+    assert row is not None, "the README lost its table of the notes' experiment"
+    return [cell.strip() for cell in row.group(1).split("|")]
+
+
+def test_the_readme_table_has_sixteen_epochs():
+    curve = readme_curve()
+    assert len(curve) == 16 and all(re.fullmatch(r"\d+\.\d\d", c) for c in curve)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["backprop", "frontprop", "matrix"])
+def test_every_engine_reproduces_the_readme_curve(engine, mnist_dir, tmp_path):
+    metrics = tmp_path / "m.jsonl"
+    out = subprocess.run(
+        [sys.executable, "-m", "nnet", "train", "--preset", "seed", "--engine", engine,
+         "--quiet", "--metrics", str(metrics), "--out", str(tmp_path / "m.npz"),
+         "--data", str(mnist_dir), "--no-download"],
+        capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [f"{100 * r['test_accuracy']:.2f}" for r in rows] == readme_curve()
