@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from nnet.core.engines.matrix import DEFAULT_MEMORY_BUDGET
 from nnet.core.network import Network
 from nnet.data.datasets import DATASETS, load, one_hot, split_validation, to_inputs
-from nnet.files.checkpoint import read_checkpoint
+from nnet.errors import NnetError
+from nnet.files.checkpoint import Checkpoint, read_checkpoint
 from nnet.files.checkpoint import save_checkpoint as write_checkpoint
 from nnet.training.evolution import EvolutionUpdate, GeneticUpdate
 from nnet.training.loop import GradientUpdate, Split, Trainer, Update
@@ -117,6 +119,66 @@ def make_update(settings: Settings, net: Network, rng: np.random.Generator) -> U
     )
 
 
+def available_memory() -> int | None:
+    """The bytes this run may use: ``$NNET_MEMORY_LIMIT`` (bytes, or with a K, M or G
+    suffix) when set, else the memory the system reports available, else None (unknown)."""
+    limit = os.environ.get("NNET_MEMORY_LIMIT", "").strip().upper()
+    if limit:
+        scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(limit[-1:], 1)
+        try:
+            return int(float(limit.rstrip("KMG")) * scale)
+        except ValueError:
+            raise NnetError(f"NNET_MEMORY_LIMIT={limit!r} is not a size like 8G or 512M.") from None
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def memory_needed(settings: Settings) -> int:
+    """An estimate of the bytes a run of ``settings`` allocates at its peak: the data as
+    inputs and targets, the weights with their gradient, optimizer state, best and saved
+    copies (or the population), a batch's forward pass and its engine's arrays, and the
+    evaluation of up to 10 000 samples at a time. Generous rather than exact: it is compared
+    with the memory available before anything is allocated."""
+    s, it = settings.sizes, np.dtype(settings.dtype).itemsize
+    P = sum((s[k] + 1) * s[k + 1] for k in range(len(s) - 1))
+    n_train, n_test = DATASETS[settings.dataset].images
+    data = (n_train + n_test) * s[0]  # the uint8 images
+    data += (n_train + n_test) * ((s[0] + 1) + (s[-1] if settings.task == "classifier" else 0)) * it
+    per_sample = (sum(n + 1 for n in s) + 3 * sum(s[1:]) + 2 * s[-1]) * it  # a, h, work, masks
+    batch = min(settings.batch_size, n_train)
+    copies = {"sgd": 4 if settings.momentum else 3, "adam": 5, "adamw": 5}[settings.optimizer]
+    params = (copies + bool(settings.val)) * P * it
+    engine = 0
+    if settings.trainer == "genetic":
+        members = settings.population or TRAINER_DEFAULTS["genetic"]["population"]
+        params += 3 * members * P * it + members * batch * sum(s[1:]) * it
+    elif settings.trainer == "evolution":
+        members = (settings.population or TRAINER_DEFAULTS["evolution"]["population"]) + 1
+        params += 3 * members * P * it + members * batch * sum(s[1:]) * it
+    elif settings.engine == "frontprop":  # the M^l_k, two alive at a time
+        engine = 2 * batch * max(s[k + 1] * max(s[k + 1 :]) for k in range(len(s) - 1)) * it
+    elif settings.engine == "matrix":
+        engine = DEFAULT_MEMORY_BUDGET
+    return data + params + engine + (batch + min(10000, n_test)) * per_sample
+
+
+def check_memory(settings: Settings) -> None:
+    """NnetError, before anything is allocated, if the run would need more memory than is
+    available (see :func:`memory_needed` and :func:`available_memory`)."""
+    need, have = memory_needed(settings), available_memory()
+    if have is not None and need > have:
+        sizes = "-".join(map(str, settings.sizes))
+        raise NnetError(
+            f"this run needs about {need / 2**30:.1f} GiB of memory (network {sizes}, "
+            f"batches of {settings.batch_size}) but {have / 2**30:.1f} GiB is available; use "
+            "smaller --sizes or --batch-size, or set NNET_MEMORY_LIMIT to allow more."
+        )
+
+
 def build(
     settings: Settings,
     *,
@@ -124,7 +186,9 @@ def build(
     download: bool = True,
     progress: bool = True,
 ) -> Experiment:
-    """Everything a training run needs, from ``settings`` alone (plus where the data is)."""
+    """Everything a training run needs, from ``settings`` alone (plus where the data is);
+    NnetError first if it would not fit in memory."""
+    check_memory(settings)
     init_rng, split_rng, train_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(settings.seed).spawn(3)
     )
@@ -149,15 +213,15 @@ def build(
 
 
 def resume(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | Checkpoint,
     *,
     data: str | os.PathLike[str] | None = None,
     download: bool = True,
     progress: bool = True,
 ) -> Experiment:
-    """The run saved in the checkpoint ``path``, rebuilt from its settings with its state put
-    back, ready to continue training."""
-    checkpoint = read_checkpoint(path)
+    """The run saved in the checkpoint ``path`` (or already read), rebuilt from its settings
+    with its state put back, ready to continue training."""
+    checkpoint = path if isinstance(path, Checkpoint) else read_checkpoint(path)
     exp = build(checkpoint.settings, data=data, download=download, progress=progress)
     checkpoint.restore(exp.trainer)
     return exp

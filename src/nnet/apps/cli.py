@@ -28,7 +28,8 @@ from nnet.data.datasets import DATASETS
 from nnet.data.datasets import load as load_dataset
 from nnet.errors import NnetError
 from nnet.experiment import Experiment, build, model_meta, resume, save_checkpoint, to_split
-from nnet.fileio import atomic_write
+from nnet.fileio import atomic_write, check_output
+from nnet.files.checkpoint import read_checkpoint
 from nnet.files.model_file import load as load_model
 from nnet.files.model_file import save as save_model
 from nnet.training.loop import DivergenceError, StopFlag, Trainer, evaluate
@@ -67,24 +68,29 @@ def path_arg(kind: str) -> Callable[[str], Path]:
         def fail(message: str) -> NoReturn:
             raise argparse.ArgumentTypeError(message)
 
-        if kind == "in":
-            if path.is_dir():
-                fail(f"{text} is a folder, not a file")
-            if not path.exists():
-                fail(f"{text} does not exist")
-            if not os.access(path, os.R_OK):
-                fail(f"{text} is not readable")
-        elif kind == "out":
-            if path.is_dir():
-                fail(f"{text} is a folder; give a file name")
-            if not path.parent.is_dir():
-                fail(f"the folder {path.parent} does not exist; create it first")
-            if not os.access(path.parent, os.W_OK):
-                fail(f"the folder {path.parent} is not writable")
-        elif path.exists() and not path.is_dir():
-            fail(f"{text} is a file; give " + ("a folder" if kind == "dir" else "the data folder"))
-        elif kind == "dir" and not path.exists() and not path.parent.is_dir():
-            fail(f"the folder {path.parent} does not exist; create it first")
+        try:
+            if kind == "in":
+                if path.is_dir():
+                    fail(f"{text} is a folder, not a file")
+                if not path.exists():
+                    fail(f"{text} does not exist")
+                if not path.is_file():
+                    fail(f"{text} is not a regular file (a device, FIFO or socket)")
+                if not os.access(path, os.R_OK):
+                    fail(f"{text} is not readable")
+            elif kind == "out":
+                check_output(path)
+            elif path.exists() and not path.is_dir():
+                fail(
+                    f"{text} is a file; give "
+                    + ("a folder" if kind == "dir" else "the data folder")
+                )
+            elif kind == "dir":
+                check_output((path if path.is_dir() else path.parent) / ".nnet-check")
+        except NnetError as exc:
+            fail(str(exc).rstrip("."))
+        except OSError as exc:  # e.g. a name longer than the file system allows
+            fail(f"cannot use {text[:60]}: {exc.strerror}")
         return path
 
     return convert
@@ -148,7 +154,7 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     tol = 1e-6 if net.dtype == np.float64 else 1e-2
     ok = all(v <= tol for v in report["fd"].values())
     if args.json:
-        print(json.dumps({**report, "seconds": seconds, "tolerance": tol, "ok": ok}))
+        print(dumps({**report, "seconds": seconds, "tolerance": tol, "ok": ok}))
         return 0 if ok else 1
     print(
         f"gradcheck: {'-'.join(map(str, net.sizes))}, {','.join(dict.fromkeys(net.activations))}"
@@ -244,6 +250,26 @@ def add_train(sub: Subcommands) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars, no epoch lines")
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """The files a run writes are distinct: the final model must not replace the checkpoint
+    that the interrupt message tells the user to resume from, nor the metrics."""
+    named = {"--out": args.out, "--metrics": args.metrics, "--checkpoint": args.checkpoint}
+    if args.checkpoint is None and args.resume is not None:
+        named["--resume (the checkpoint it saves to)"] = args.resume
+    if args.plot is not None:
+        named["--plot"] = args.plot / "curves.png"
+    seen: dict[str, str] = {}
+    for flag_name, path in named.items():
+        if path is None:
+            continue
+        real = os.path.realpath(path)
+        if real in seen:
+            raise NnetError(
+                f"{seen[real]} and {flag_name} both name {path}; give each output its own file."
+            )
+        seen[real] = flag_name
+
+
 def start_run(args: argparse.Namespace) -> tuple[Experiment, Path | None]:
     """The run to train, and the checkpoint it saves to, if any. A new run's settings: the
     preset's, then the trainer's defaults (see :mod:`nnet.training.presets`), then every
@@ -257,7 +283,10 @@ def start_run(args: argparse.Namespace) -> tuple[Experiment, Path | None]:
                 f"--resume continues the run with the settings saved in {args.resume}; "
                 f"leave out {', '.join(given)}."
             )
-        return resume(args.resume, **where), args.checkpoint or args.resume
+        checkpoint = read_checkpoint(args.resume)  # is it one, before the outputs are checked
+        check_outputs(args)
+        return resume(checkpoint, **where), args.checkpoint or args.resume
+    check_outputs(args)
     explicit = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}
     settings = settings_for(args.preset or "seed", explicit)
     if settings.trainer != "gradient" and args.checkpoint is not None:
@@ -304,9 +333,11 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
     return "  ".join(parts)
 
 
-def fit(exp: Experiment, args: argparse.Namespace, checkpoint: Path | None) -> float:
-    """Train until done or stopped by Ctrl-C or SIGTERM, writing the metrics and the checkpoint
-    after every epoch and when stopped; the seconds it took."""
+def fit(
+    exp: Experiment, args: argparse.Namespace, checkpoint: Path | None, stop: StopFlag
+) -> float:
+    """Train until done or stopped by Ctrl-C or SIGTERM (``stop``), writing the metrics and
+    the checkpoint after every epoch and when stopped; the seconds it took."""
     trainer = exp.trainer
     progress = Progress(len(exp.train), exp.settings.epochs, show=not args.quiet)
 
@@ -314,21 +345,19 @@ def fit(exp: Experiment, args: argparse.Namespace, checkpoint: Path | None) -> f
         progress.end(row)
         if args.metrics is not None:
             with atomic_write(args.metrics, "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in trainer.history)
+                f.writelines(dumps(r) + "\n" for r in trainer.history)
         if checkpoint is not None:
             save_checkpoint(exp, checkpoint)
 
-    stop = StopFlag()
     start = time.perf_counter()
-    with stop.catching():
-        trainer.fit(
-            exp.train,
-            exp.evals,
-            stop=stop,
-            on_batch=progress.batch,
-            on_epoch_start=progress.start,
-            on_epoch=on_epoch,
-        )
+    trainer.fit(
+        exp.train,
+        exp.evals,
+        stop=stop,
+        on_batch=progress.batch,
+        on_epoch_start=progress.start,
+        on_epoch=on_epoch,
+    )
     seconds = time.perf_counter() - start
     progress.end()
     if trainer.stopped_by and checkpoint is not None:
@@ -339,10 +368,16 @@ def fit(exp: Experiment, args: argparse.Namespace, checkpoint: Path | None) -> f
 def cmd_train(args: argparse.Namespace) -> int:
     exp, checkpoint = start_run(args)
     trainer = exp.trainer
-    seconds = fit(exp, args, checkpoint)
-    model = exp.net.copy()
-    model.weights = [w.copy() for w in trainer.model_weights()]
-    save_model(model, args.out, model_meta(exp, seconds))
+    stop = StopFlag()
+    # The signals stay caught until the files are saved: a second SIGTERM during the final
+    # saves is recorded, not fatal (a second Ctrl-C still interrupts; each file is atomic).
+    with stop.catching():
+        seconds = fit(exp, args, checkpoint, stop)
+        model = exp.net.copy()
+        model.weights = [w.copy() for w in trainer.model_weights()]
+        save_model(model, args.out, model_meta(exp, seconds))
+    if stop.signal and not trainer.stopped_by:  # it came after training, while saving
+        trainer.stopped_by = stop.signal
     if args.plot is not None and trainer.history:
         from nnet.apps.plots import plot_curves
 
@@ -374,7 +409,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run = f"{trainer.epoch} epochs{best}, {seconds:.1f} s of training"
         print(f"saved {args.out}: {shown}test loss {test_loss:.4f} ({run})")
     if args.json:
-        print(json.dumps(summary))
+        print(dumps(summary))
     if trainer.stopped_by:
         return 128 + int(getattr(signal, trainer.stopped_by))  # 130 for SIGINT, 143 SIGTERM
     return 0
@@ -425,11 +460,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     loss, acc = evaluate(net, split)
     if args.json:
         where = {"dataset": name, "split": args.split, "samples": len(split)}
-        print(json.dumps({"accuracy": acc, "loss": loss, **where, "model": str(args.model)}))
+        print(dumps({"accuracy": acc, "loss": loss, **where, "model": str(args.model)}))
     else:
         shown = f"accuracy {100 * acc:.2f}%  " if acc is not None else ""
         print(f"{args.model} on {name} {args.split} ({len(split)} samples): {shown}loss {loss:.6f}")
     return 0
+
+
+def finite_outputs(net: Network, x: np.ndarray, where: Path) -> np.ndarray:
+    """``net.forward(x)``; NnetError if an output overflows (finite but enormous weights)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        O = net.forward(x)
+    if not np.isfinite(O).all():
+        largest = max(float(np.abs(w).max()) for w in net.weights)
+        raise NnetError(
+            f"the outputs of {where} overflow (its largest weight is {largest:.3g}); the model "
+            "is unusable, so retrain it."
+        )
+    return O
 
 
 def add_predict(sub: Subcommands) -> None:
@@ -450,12 +498,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     classes = net.meta.get("classes") or list(DATASETS[name].classes)
     images = [load_image(path) for path in args.images]  # every file checked before output
     x = np.stack([im.reshape(-1) for im in images]).astype(net.dtype)
-    probabilities = net.loss.probabilities(net.forward(x))
+    probabilities = net.loss.probabilities(finite_outputs(net, x, args.model))
     for path, p in zip(args.images, probabilities, strict=True):
         digit = int(np.argmax(p))
         if args.json:
             record = {"path": str(path), "digit": digit, "label": classes[digit]}
-            print(json.dumps({**record, "probabilities": [round(float(v), 6) for v in p]}))
+            print(dumps({**record, "probabilities": [round(float(v), 6) for v in p]}))
         else:
             probs = " ".join(f"{i}:{v:.2f}" for i, v in enumerate(p))
             label = f" ({classes[digit]})" if classes[digit] != str(digit) else ""
@@ -601,6 +649,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def dumps(value: Any) -> str:
+    """``value`` as one line of strict JSON; NnetError rather than NaN or Infinity."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise NnetError("a result is NaN or infinite, which JSON cannot hold.") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -609,6 +665,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nnet: error: {exc}", file=sys.stderr)
         # A run that diverged is not a usage error: the run itself went wrong.
         return 1 if isinstance(exc, DivergenceError) else 2
+    except MemoryError:
+        print("nnet: error: out of memory; use a smaller network or batch.", file=sys.stderr)
+        return 2
+    except OSError as exc:  # what no check could foresee: a full disk, a vanished folder
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"nnet: error: {where}{exc.strerror or exc}.", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("nnet: interrupted.", file=sys.stderr)
         return 130

@@ -4,11 +4,11 @@ A *data directory* holds one folder per dataset, ``<dir>/mnist/`` and
 ``<dir>/fashion-mnist/``, each with the four standard IDX files (:data:`FILES`)
 gzip-compressed, or uncompressed under the names without ``.gz``.
 
-Data directories are searched in this order (:func:`data_dirs`): the explicit ``data``
-argument (the command line's ``--data DIR``), the environment variable ``NNET_DATA``, and
-the user cache (``$XDG_CACHE_HOME/nnet``, or ``~/.cache/nnet``). :func:`load` uses the first
-folder that holds all four files; if none does, it downloads the missing files into the
-first data directory, the most specific one.
+Data directories (:func:`data_dirs`): the explicit ``data`` argument (the command line's
+``--data DIR``) alone when it is given; otherwise the environment variable ``NNET_DATA``,
+then the user cache (``$XDG_CACHE_HOME/nnet``, or ``~/.cache/nnet``). :func:`load` uses the
+first folder that holds all four files; if none does, it downloads the missing files into
+the first data directory, the most specific one.
 
 Downloads are checked against the published md5 of each ``.gz`` file; a file on a mirror
 that does not match is refused and the next mirror is tried. Files a user supplied are
@@ -64,6 +64,7 @@ class DatasetSpec:
     mirrors: tuple[str, ...]
     classes: tuple[str, ...]
     side: int = 28
+    images: tuple[int, int] = (60000, 10000)  # training and test images (memory estimates)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "files", MappingProxyType(dict(self.files)))
@@ -156,9 +157,12 @@ def class_names(meta: Mapping[str, Any], n: int) -> list[str]:
 
 def data_dirs(data: str | os.PathLike[str] | None = None) -> list[Path]:
     """The data directories to search, most specific first (see the module docstring); the
-    environment is read at each call, and a folder named twice is listed once."""
-    given = (data, os.environ.get("NNET_DATA"))
-    dirs = [Path(d).expanduser() for d in given if d is not None and str(d) != ""]
+    environment is read at each call, and a folder named twice is listed once. A folder given
+    explicitly (``--data DIR``) is the only one: it is used as given (downloaded into when it
+    lacks the dataset), never silently replaced by another."""
+    if data is not None and str(data) != "":
+        return [Path(data).expanduser()]
+    dirs = [Path(d).expanduser() for d in (os.environ.get("NNET_DATA"),) if d]
     xdg = os.environ.get("XDG_CACHE_HOME")
     with suppress(RuntimeError):  # no home directory to be found
         dirs.append(Path(xdg).expanduser() / "nnet" if xdg else Path.home() / ".cache" / "nnet")

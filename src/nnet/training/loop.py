@@ -58,7 +58,8 @@ class Split:
 
 
 def evaluate(net: Network, data: Split, *, chunk: int = 10000) -> tuple[float, float | None]:
-    """(mean loss, accuracy or None) of ``net`` on ``data``, in chunks of ``chunk`` samples."""
+    """(mean loss, accuracy or None) of ``net`` on ``data``, in chunks of ``chunk`` samples;
+    NnetError if an output overflows (finite but enormous weights)."""
     total = 0.0
     correct = 0
     ws = net.workspace(min(chunk, len(data)))
@@ -66,7 +67,14 @@ def evaluate(net: Network, data: Split, *, chunk: int = 10000) -> tuple[float, f
         x = data.x[s : s + chunk]
         fp = ws.rows(len(x))
         np.copyto(fp.x, x)
-        O = net.propagate(fp).O
+        with np.errstate(over="ignore", invalid="ignore"):
+            O = net.propagate(fp).O
+        if not np.isfinite(O).all():
+            largest = max(float(np.abs(w).max()) for w in net.weights)
+            raise NnetError(
+                f"the network's outputs overflow (its largest weight is {largest:.3g}); it is "
+                "unusable, so retrain it."
+            )
         total += float(np.sum(net.loss.value(O, data.t[s : s + chunk]), dtype=np.float64))
         if data.y is not None:
             correct += int(np.count_nonzero(np.argmax(O, axis=1) == data.y[s : s + chunk]))

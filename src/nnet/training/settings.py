@@ -61,7 +61,8 @@ class Number:
         if self.kind is int:
             if self.lo is None:
                 return "an integer"
-            return "a positive integer" if self.lo == 1 else f"an integer >= {self.lo:g}"
+            least = "a positive integer" if self.lo == 1 else f"an integer >= {self.lo:g}"
+            return least if self.hi is None else f"{least} up to {self.hi:g}"
         if self.hi is None:
             return "a positive number" if self.lo_open else f"a number >= {self.lo:g}"
         left, right = "(" if self.lo_open else "[", ")" if self.hi_open else "]"
