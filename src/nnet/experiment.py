@@ -10,7 +10,10 @@ genetic or evolutionary random draw).
 
 from __future__ import annotations
 
+import json
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,13 +23,14 @@ from nnet.core.engines.matrix import DEFAULT_MEMORY_BUDGET
 from nnet.core.network import Network
 from nnet.data.datasets import DATASETS, load, one_hot, split_validation, to_inputs
 from nnet.errors import NnetError
+from nnet.fileio import atomic_write
 from nnet.files.checkpoint import Checkpoint, read_checkpoint
 from nnet.files.checkpoint import save_checkpoint as write_checkpoint
 from nnet.training.evolution import EvolutionUpdate, GeneticUpdate
-from nnet.training.loop import GradientUpdate, Split, Trainer, Update
+from nnet.training.loop import GradientUpdate, Split, StopFlag, Trainer, Update
 from nnet.training.optim import Optimizer, make_optimizer, make_schedule
 from nnet.training.presets import TRAINER_DEFAULTS
-from nnet.training.settings import Settings
+from nnet.training.settings import CUSTOM, Settings
 
 
 def input_description(side: int) -> dict[str, Any]:
@@ -79,6 +83,60 @@ def to_split(
     if task == "autoencoder":
         return Split(x, x, None)
     return Split(x, one_hot(labels, n_classes, dtype), labels)
+
+
+def splits_from_arrays(
+    settings: Settings,
+    x: Any,
+    y: Any,
+    rng: np.random.Generator,
+    *,
+    n_classes: int | None = None,
+    test: tuple[Any, Any] | None = None,
+) -> tuple[Split, dict[str, Split]]:
+    """The training split and the evaluation splits (``val`` if ``settings.val``, ``test`` if
+    given) of the user's own data: features ``x`` (N, #0) and, for a classifier, labels ``y``
+    (N,) in 0 .. ``n_classes`` - 1, for a regressor values ``y`` (N,) or (N, #L). NnetError
+    unless they fit ``settings.sizes``."""
+    dtype = np.dtype(settings.dtype)
+
+    def split(x: Any, y: Any, what: str) -> Split:
+        x, y = np.asarray(x), np.asarray(y)
+        if x.ndim != 2 or x.shape[1] != settings.sizes[0] or len(x) < 1:
+            raise NnetError(
+                f"{what} features must have shape (N, {settings.sizes[0]}) for --sizes "
+                f"{'-'.join(map(str, settings.sizes))}; got {x.shape}."
+            )
+        if len(y) != len(x):
+            raise NnetError(f"{what} has {len(x)} samples but {len(y)} targets.")
+        if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
+            raise NnetError(f"{what} features must be finite numbers.")
+        x1 = np.empty((len(x), x.shape[1] + 1), dtype)
+        x1[:, -1] = 1.0
+        x1[:, :-1] = x
+        if settings.task == "regressor":
+            t = np.asarray(y, dtype).reshape(len(y), -1)
+            if t.shape[1] != settings.sizes[-1] or not np.isfinite(t).all():
+                raise NnetError(
+                    f"{what} targets must be finite values, {settings.sizes[-1]} per sample "
+                    f"(the output layer); got shape {np.shape(y)}."
+                )
+            return Split(x1[:, :-1], t, None)
+        if n_classes != settings.sizes[-1]:
+            raise NnetError(
+                f"the data has {n_classes} classes; --sizes must end with {n_classes}, not "
+                f"{settings.sizes[-1]}."
+            )
+        return Split(x1[:, :-1], one_hot(y, n_classes, dtype), y)
+
+    evals = {}
+    if settings.val:
+        x, y, x_val, y_val = split_validation(np.asarray(x), np.asarray(y), settings.val, rng)
+        evals["val"] = split(x_val, y_val, "the validation split")
+    if test is not None:
+        evals["test"] = split(*test, "the test data")
+    n = settings.train_samples or len(x)
+    return split(np.asarray(x)[:n], np.asarray(y)[:n], "the training data"), evals
 
 
 def make_update(settings: Settings, net: Network, rng: np.random.Generator) -> Update:
@@ -137,15 +195,17 @@ def available_memory() -> int | None:
         return None
 
 
-def memory_needed(settings: Settings) -> int:
+def memory_needed(settings: Settings, n_samples: int | None = None) -> int:
     """An estimate of the bytes a run of ``settings`` allocates at its peak: the data as
     inputs and targets, the weights with their gradient, optimizer state, best and saved
     copies (or the population), a batch's forward pass and its engine's arrays, and the
     evaluation of up to 10 000 samples at a time. Generous rather than exact: it is compared
-    with the memory available before anything is allocated."""
+    with the memory available before anything is allocated. ``n_samples``: the size of the
+    user's own data (the dataset's images otherwise)."""
     s, it = settings.sizes, np.dtype(settings.dtype).itemsize
     P = sum((s[k] + 1) * s[k + 1] for k in range(len(s) - 1))
-    n_train, n_test = DATASETS[settings.dataset].images
+    spec = DATASETS.get(settings.dataset)
+    n_train, n_test = spec.images if spec is not None else (n_samples or 0, n_samples or 0)
     data = (n_train + n_test) * s[0]  # the uint8 images
     data += (n_train + n_test) * ((s[0] + 1) + (s[-1] if settings.task == "classifier" else 0)) * it
     per_sample = (sum(n + 1 for n in s) + 3 * sum(s[1:]) + 2 * s[-1]) * it  # a, h, work, masks
@@ -166,10 +226,11 @@ def memory_needed(settings: Settings) -> int:
     return data + params + engine + (batch + min(10000, n_test)) * per_sample
 
 
-def check_memory(settings: Settings) -> None:
+def check_memory(settings: Settings, arrays: dict[str, Any] | None = None) -> None:
     """NnetError, before anything is allocated, if the run would need more memory than is
     available (see :func:`memory_needed` and :func:`available_memory`)."""
-    need, have = memory_needed(settings), available_memory()
+    n = len(arrays["x"]) if arrays is not None else None
+    need, have = memory_needed(settings, n), available_memory()
     if have is not None and need > have:
         sizes = "-".join(map(str, settings.sizes))
         raise NnetError(
@@ -185,10 +246,18 @@ def build(
     data: str | os.PathLike[str] | None = None,
     download: bool = True,
     progress: bool = True,
+    arrays: dict[str, Any] | None = None,
 ) -> Experiment:
-    """Everything a training run needs, from ``settings`` alone (plus where the data is);
+    """Everything a training run needs, from ``settings`` alone plus where the data is: a
+    dataset's folder (``data``), or the user's own ``arrays`` (the arguments of
+    :func:`splits_from_arrays` after ``settings``: ``x``, ``y``, ``n_classes``, ``test``).
     NnetError first if it would not fit in memory."""
-    check_memory(settings)
+    if (arrays is None) != (settings.dataset in DATASETS):
+        raise NnetError(
+            f"a run on {settings.dataset!r} needs "
+            + ("arrays of the user's own data." if arrays is None else "no arrays.")
+        )
+    check_memory(settings, arrays)
     init_rng, split_rng, train_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(settings.seed).spawn(3)
     )
@@ -208,8 +277,74 @@ def build(
         rng=train_rng,
         patience=settings.patience,
     )
-    train, evals = load_splits(settings, split_rng, data=data, download=download, progress=progress)
+    if arrays is None:
+        where = {"data": data, "download": download, "progress": progress}
+        train, evals = load_splits(settings, split_rng, **where)
+    else:
+        train, evals = splits_from_arrays(settings, rng=split_rng, **arrays)
     return Experiment(settings, net, trainer, train, evals)
+
+
+def run(
+    exp: Experiment,
+    *,
+    stop: StopFlag | None = None,
+    metrics: str | os.PathLike[str] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    on_batch: Callable[[int, float], None] | None = None,
+    on_epoch_start: Callable[[int], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> float:
+    """Train ``exp`` until done, stopped (``stop``: Ctrl-C or SIGTERM) or early-stopped. After
+    every epoch: ``on_epoch(row)``, the ``metrics`` file (one JSON object per epoch) and the
+    ``checkpoint`` are written; a run stopped mid-epoch saves its checkpoint too. Returns the
+    seconds it took. This is what ``nnet train`` does between the settings and the model."""
+    trainer = exp.trainer
+
+    def after_epoch(row: dict[str, Any]) -> None:
+        if on_epoch is not None:
+            on_epoch(row)
+        if metrics is not None:
+            with atomic_write(metrics, "w") as f:
+                f.writelines(json.dumps(r, allow_nan=False) + "\n" for r in trainer.history)
+        if checkpoint is not None:
+            save_checkpoint(exp, checkpoint)
+
+    start = time.perf_counter()
+    trainer.fit(
+        exp.train,
+        exp.evals,
+        stop=stop,
+        on_batch=on_batch,
+        on_epoch_start=on_epoch_start,
+        on_epoch=after_epoch,
+    )
+    if trainer.stopped_by and checkpoint is not None:
+        save_checkpoint(exp, checkpoint)  # mid-epoch: the pass under way is saved too
+    return time.perf_counter() - start
+
+
+def fit(
+    x: Any,
+    y: Any,
+    settings: Settings,
+    *,
+    n_classes: int | None = None,
+    test: tuple[Any, Any] | None = None,
+    **options: Any,
+) -> Experiment:
+    """Train a network on the user's own data, as ``nnet train`` would: features ``x``
+    (N, #0), and labels ``y`` in 0 .. ``n_classes`` - 1 for a classifier or values for a
+    regressor (``settings.task``); ``test`` = (x_test, y_test) is evaluated after every
+    epoch; ``settings.val`` samples are held out for validation and early stopping.
+    ``options`` are those of :func:`run` (callbacks, metrics file, checkpoint, stop flag).
+    Returns the trained experiment: ``exp.net`` (the best epoch's weights when there is a
+    validation split), ``exp.trainer.history``."""
+    if settings.dataset != CUSTOM:
+        settings = settings.replace(dataset=CUSTOM)
+    exp = build(settings, arrays={"x": x, "y": y, "n_classes": n_classes, "test": test})
+    run(exp, **options)
+    return exp
 
 
 def resume(
@@ -232,16 +367,20 @@ def save_checkpoint(exp: Experiment, path: str | os.PathLike[str]) -> None:
     write_checkpoint(exp.settings, exp.trainer, path)
 
 
-def model_meta(exp: Experiment, seconds: float) -> dict[str, Any]:
-    """What the model file records beside the weights."""
+def model_meta(
+    exp: Experiment, seconds: float, *, classes: list[Any] | None = None
+) -> dict[str, Any]:
+    """What the model file records beside the weights (``classes``: the names of the user's
+    own data's classes)."""
     settings = exp.settings.to_dict()
     optimizer = exp.optimizer.settings() if exp.optimizer is not None else {}
-    spec = DATASETS[exp.settings.dataset]
+    spec = DATASETS.get(exp.settings.dataset)
+    described = {"input": input_description(spec.side)} if spec is not None else {}
     return {
         "task": exp.settings.task,
         "dataset": exp.settings.dataset,
-        "classes": list(spec.classes),
-        "input": input_description(spec.side),
+        "classes": list(spec.classes) if spec is not None else classes,
+        **described,
         "training": {**{k: v for k, v in settings.items() if k != "task"}, **optimizer},
         "history": exp.trainer.history,
         "best_epoch": exp.trainer.best[1] if exp.trainer.best is not None else None,

@@ -27,8 +27,9 @@ from nnet.core.network import DTYPES, Network
 from nnet.data.datasets import DATASETS
 from nnet.data.datasets import load as load_dataset
 from nnet.errors import NnetError
-from nnet.experiment import Experiment, build, model_meta, resume, save_checkpoint, to_split
-from nnet.fileio import atomic_write, check_output
+from nnet.experiment import Experiment, build, model_meta, resume, to_split
+from nnet.experiment import run as run_training
+from nnet.fileio import check_output
 from nnet.files.checkpoint import read_checkpoint
 from nnet.files.model_file import load as load_model
 from nnet.files.model_file import save as save_model
@@ -333,38 +334,6 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
     return "  ".join(parts)
 
 
-def fit(
-    exp: Experiment, args: argparse.Namespace, checkpoint: Path | None, stop: StopFlag
-) -> float:
-    """Train until done or stopped by Ctrl-C or SIGTERM (``stop``), writing the metrics and
-    the checkpoint after every epoch and when stopped; the seconds it took."""
-    trainer = exp.trainer
-    progress = Progress(len(exp.train), exp.settings.epochs, show=not args.quiet)
-
-    def on_epoch(row: dict[str, Any]) -> None:
-        progress.end(row)
-        if args.metrics is not None:
-            with atomic_write(args.metrics, "w") as f:
-                f.writelines(dumps(r) + "\n" for r in trainer.history)
-        if checkpoint is not None:
-            save_checkpoint(exp, checkpoint)
-
-    start = time.perf_counter()
-    trainer.fit(
-        exp.train,
-        exp.evals,
-        stop=stop,
-        on_batch=progress.batch,
-        on_epoch_start=progress.start,
-        on_epoch=on_epoch,
-    )
-    seconds = time.perf_counter() - start
-    progress.end()
-    if trainer.stopped_by and checkpoint is not None:
-        save_checkpoint(exp, checkpoint)  # mid-epoch: the pass under way is saved too
-    return seconds
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     exp, checkpoint = start_run(args)
     trainer = exp.trainer
@@ -372,7 +341,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     # The signals stay caught until the files are saved: a second SIGTERM during the final
     # saves is recorded, not fatal (a second Ctrl-C still interrupts; each file is atomic).
     with stop.catching():
-        seconds = fit(exp, args, checkpoint, stop)
+        progress = Progress(len(exp.train), exp.settings.epochs, show=not args.quiet)
+        seconds = run_training(
+            exp,
+            stop=stop,
+            metrics=args.metrics,
+            checkpoint=checkpoint,
+            on_batch=progress.batch,
+            on_epoch_start=progress.start,
+            on_epoch=progress.end,
+        )
+        progress.end()
         model = exp.net.copy()
         model.weights = [w.copy() for w in trainer.model_weights()]
         save_model(model, args.out, model_meta(exp, seconds))

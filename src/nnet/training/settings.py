@@ -31,7 +31,10 @@ from nnet.errors import NnetError
 from nnet.training.optim import OPTIMIZERS, SCHEDULES
 
 TRAINERS = ("gradient", "genetic", "evolution")
-TASKS = ("classifier", "autoencoder")
+TASKS = ("classifier", "autoencoder", "regressor")
+# The dataset of a run on the user's own data (arrays, a table, an image folder): its sizes
+# are checked against the data when the run is built.
+CUSTOM = "custom"
 
 # The settings each gradient-free trainer reads (and no other trainer does).
 TRAINER_SETTINGS: dict[str, tuple[str, ...]] = {
@@ -202,7 +205,7 @@ class Settings:
 
     preset: str = _f("seed", Choice(("seed", "autoencoder", "best"), "preset"))
     task: str = _f("classifier", Choice(TASKS, "task"))
-    dataset: str = _f("mnist", Choice(tuple(DATASETS), "dataset"), "mnist or fashion-mnist")
+    dataset: str = _f("mnist", Choice((*DATASETS, CUSTOM), "dataset"), "mnist or fashion-mnist")
     sizes: tuple[int, ...] = _f((784, 16, 16, 10), Sizes(), "layer sizes, e.g. 784,16,16,10")
     activation: tuple[str, ...] = _f(
         ("sigmoid",),
@@ -302,7 +305,10 @@ class Settings:
                 "evolution strategies need an even population of at least 2 (antithetic pairs "
                 f"theta +- sigma eps); got {self.population}."
             )
-        DATASETS[self.dataset].check_sizes(self.sizes, self.task)
+        if self.dataset in DATASETS:
+            if self.task == "regressor":
+                raise NnetError(f"{self.dataset} has classes, not values: train a classifier.")
+            DATASETS[self.dataset].check_sizes(self.sizes, self.task)
 
     # ------------------------------------------------------------------ derived values
     @property
