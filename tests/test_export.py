@@ -221,3 +221,16 @@ def test_unwritable_path_is_nnet_error(ort, tmp_path):
         to_onnx(net, tmp_path)  # a folder, not a file
     with pytest.raises(NnetError, match="does not exist"):
         to_onnx(net, tmp_path / "missing" / "m.onnx")
+
+
+def test_nnet_export_writes_what_onnx_runtime_runs(ort, tmp_path, capsys):
+    from nnet.apps.cli import main
+
+    net = nnet.Network([6, 5, 3], "tanh", loss="cross_entropy", seed=2)
+    nnet.save(net, tmp_path / "m.npz")
+    assert main(["export", str(tmp_path / "m.npz"), str(tmp_path / "m.onnx")]) == 0
+    x = np.random.default_rng(0).random((4, 6), dtype=np.float32)
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    (outputs,) = session.run(["outputs"], {"inputs": x})
+    np.testing.assert_allclose(outputs, net.forward(x), rtol=1e-5, atol=1e-6)
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'm.onnx'}"

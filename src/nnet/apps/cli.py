@@ -607,6 +607,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_export(sub: Subcommands) -> None:
+    help = "write a model as ONNX (for ONNX Runtime, phones, browsers)"
+    p = command(sub, "export", cmd_export, help, model=True)
+    p.add_argument("out", type=path_arg("out"), metavar="OUT.onnx")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write MODEL as an ONNX graph: the float32 input 'inputs' (batch, #0) gives 'outputs'
+    (what nnet predict computes; the logits for a cross-entropy model) and 'probabilities';
+    the model's feature scaling, if it has one, is folded into the first layer. Needs the
+    optional packages: pip install 'nnet[export]'."""
+    from nnet.files.export import to_onnx
+
+    to_onnx(load_model(args.model), args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (what was wrong, and where to read more)."""
 
@@ -622,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (
         add_train, add_evaluate, add_predict, add_serve, add_bench, add_plot, add_inspect,
-        add_gradcheck,
+        add_gradcheck, add_export,
     ):  # fmt: skip
         add(sub)
     return parser
