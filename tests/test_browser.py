@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import nnet
-from nnet.apps.serve import make_server
+from nnet.apps.serve import Server
 from nnet.data.datasets import load, one_hot, to_inputs
 from nnet.training.loop import Split, Trainer, evaluate
 from nnet.training.optim import Adam
@@ -87,10 +87,10 @@ def trained(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def server(trained):
     net, images, labels = trained
-    srv = make_server(
+    srv = Server(
         net, host="127.0.0.1", port=0, test_images=images, test_labels=labels, log="none", seed=1
     )
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    thread = threading.Thread(target=srv.serve_forever)
     thread.daemon = True
     thread.start()
     yield srv

@@ -1,36 +1,49 @@
 """``nnet serve``: a local web page where you draw a digit and watch the network answer.
 
-A :class:`http.server.ThreadingHTTPServer` serves the page, its files in ``nnet/apps/web/``
-(an allow-list: :func:`static_files`; no CDN, it works offline) and a JSON API:
-``GET /api/model`` (:func:`model_info`), ``GET /api/random`` (a random test digit) and
-``POST /api/predict`` (:func:`parse_predict_body`, answered by :meth:`Server.predict`).
+An ASGI application (Starlette's requests and responses) run by uvicorn serves the page, its
+files in ``nnet/apps/web/`` (an allow-list: :func:`static_files`; no CDN, it works offline)
+and a JSON API: ``GET /api/model`` (:func:`model_info`), ``GET /api/random`` (a random test
+digit) and ``POST /api/predict`` (:func:`parse_predict_body`, answered by
+:meth:`Server.predict` in a pool of threads, so that the event loop stays free).
 
 Every error is ``{"error": "one sentence"}`` with its status (400, 403 wrong Host or Origin,
-404, 405, 411, 413 body over :data:`MAX_BODY`, 415 not JSON, 500 without details), never a
-traceback. A loopback server refuses a non-loopback ``Host`` (DNS rebinding) and POSTs from
-another ``Origin``.
+404, 405, 408 a request not whole within :data:`REQUEST_TIMEOUT`, 411, 413 body over
+:data:`MAX_BODY`, 415 not JSON, 422 outputs that overflow, 503 busy, 500 without details),
+never a traceback. A loopback server refuses a non-loopback ``Host`` (DNS rebinding) and
+POSTs from another ``Origin``.
+
+Under load: the event loop reads slow clients without a thread each; a request must arrive
+whole within :data:`REQUEST_TIMEOUT` (:class:`_Protocol`); the bodies being read hold at
+most :data:`BODIES_IN_FLIGHT` bytes together (:class:`BodyBudget`), the rest are answered
+503 before their body is read.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+import concurrent.futures
 import errno
 import ipaddress
 import json
+import logging
 import os
 import re
 import signal
 import socket
-import socketserver
 import sys
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import h11
 import numpy as np
+import uvicorn
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from nnet.core.network import Network
 from nnet.data.datasets import MNIST, class_names
@@ -45,11 +58,28 @@ Array = np.ndarray
 WEB_DIR = Path(__file__).resolve().parent / "web"
 SIDE, N_INPUTS, N_CLASSES = MNIST.side, MNIST.n_inputs, MNIST.n_classes  # what is served
 MIN_SIDE, MAX_SIDE = 8, 512  # sides of a picture sent with "preprocess": true
-MAX_BODY = 4 * 1024 * 1024  # bytes: a 512x512 picture with 6 decimals per value fits
 VALUE_SLACK = 1e-6  # tolerated rounding outside [0, 1] (clipped)
-DRAIN_LIMIT = 64 * 1024 * 1024  # bytes of an oversized body read and discarded before closing
 LOG_LEVELS = ("errors", "all", "none")
 
+# The limits that keep the server up under load (a classroom, or a hostile client).
+MAX_BODY = 4 * 1024 * 1024  # bytes of one request body: a 512x512 picture, 6 decimals a value
+BODIES_IN_FLIGHT = 64 * 1024 * 1024  # bytes of bodies held at once, all requests together
+SMALL_BODY = 256 * 1024  # a body this size or less (the page's, 140x140) is a small one...
+SMALL_RESERVE = 16 * 1024 * 1024  # ...and this much of BODIES_IN_FLIGHT is kept for small ones
+RETRY_AFTER = 2  # seconds a client refused with 503 is told to wait (Retry-After)
+DRAIN_LIMIT = 64 * 1024 * 1024  # bytes of a refused body read and dropped so its answer arrives
+REQUEST_TIMEOUT = 10.0  # seconds for a request to arrive whole, headers and body (then 408)
+KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle connection is kept open for its next request
+MAX_HEADER_BYTES = 64 * 1024  # bytes of a request line and headers held incomplete (then 400)
+BACKLOG = 512  # connections waiting to be accepted (the standard library's 5 drops bursts)
+MAX_CONNECTIONS = 1024  # open connections; one more is answered 503 and closed
+PREDICT_THREADS = 4  # threads that parse, predict and write answers (NumPy frees the GIL)
+LARGE_PARSES = 1  # bodies over SMALL_BODY parsed at once (4 MiB of JSON: ~40 MB, 0.4 s)
+SHUTDOWN_GRACE = 3.0  # seconds the answers being computed get to finish after Ctrl-C
+TIMEOUT_ENV = "NNET_SERVE_REQUEST_TIMEOUT"  # environment variable: serve()'s REQUEST_TIMEOUT
+
+OVERFLOW = "the model's outputs overflow for this input: its weights are too large; retrain it."
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")  # others: 501
 CONTENT_TYPES = {  # the only kinds of file served
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -78,6 +108,7 @@ class RequestError(Exception):
     message: str
     close: bool = False  # close the connection after answering
     allow: str | None = None  # the Allow header of a 405
+    retry_after: int | None = None  # the Retry-After header of a 503
 
 
 def _say(line: str) -> None:
@@ -262,15 +293,125 @@ def _is_loopback(host: str) -> bool:
         return host in _LOOPBACK_NAMES
 
 
-class Server(ThreadingHTTPServer):
-    """The server for ``net`` on ``host``:``port`` (0: any free port), holding what its
-    request threads share. ``test_images`` (N, 784) or (N, 28, 28), uint8 or floats in
-    [0, 1], and ``test_labels`` (N,) feed ``/api/random`` (404 without them); ``seed`` seeds
-    its choice. ``log``: "errors" (one stderr line per failed request), "all" or "none".
-    Raises NnetError if ``net`` is not a 784 -> 10 classifier or the address cannot be used.
-    """
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` and listening; NnetError if it cannot be."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart binds at once
+        sock.bind((host, port))
+        sock.listen(BACKLOG)
+    except OSError as exc:  # socket.gaierror too: an unknown host
+        sock.close()
+        hint = "; pass another --port (0 picks a free one)" * (exc.errno == errno.EADDRINUSE)
+        reason = exc.strerror or exc
+        raise NnetError(f"cannot listen on {host}:{port}: {reason}{hint}.") from None
+    return sock
 
-    request_queue_size = 64  # connections waiting for accept(); socketserver's 5 drops bursts
+
+class BodyBudget:
+    """The bytes of request bodies held at once. A body is read only once its declared length
+    is reserved here; bodies over ``small`` share all but ``reserve`` of the ``total``, so
+    that large uploads, even stalled ones, cannot keep the page's small requests out. Used
+    from the event loop only: no lock."""
+
+    def __init__(
+        self, total: int = BODIES_IN_FLIGHT, small: int = SMALL_BODY, reserve: int = SMALL_RESERVE
+    ) -> None:
+        self.total, self.small, self.reserve, self.used = total, small, reserve, 0
+
+    def take(self, n: int) -> bool:
+        """Reserve ``n`` bytes; False (nothing reserved) if they do not fit."""
+        limit = self.total if n <= self.small else self.total - self.reserve
+        if self.used + n > limit:
+            return False
+        self.used += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.used -= n
+
+
+def _headers(
+    ctype: str,
+    length: int,
+    *,
+    page: bool = False,
+    allow: str | None = None,
+    retry_after: int | None = None,
+    close: bool = False,
+) -> list[tuple[bytes, bytes]]:
+    """The headers of every answer: its type and length, and the security headers."""
+    pairs = [
+        ("Content-Type", ctype),
+        ("Content-Length", str(length)),
+        ("X-Content-Type-Options", "nosniff"),
+        ("Content-Security-Policy", PAGE_CSP if page else API_CSP),
+        ("Referrer-Policy", "no-referrer"),
+        ("Cross-Origin-Resource-Policy", "same-origin"),
+        ("Cache-Control", "no-cache" if page else "no-store"),
+        ("Server", "nnet-serve"),
+    ]
+    pairs += [("Allow", allow)] if allow else []
+    pairs += [("Retry-After", str(retry_after))] if retry_after is not None else []
+    pairs += [("Connection", "close")] if close else []
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs]
+
+
+def _dumps(obj: Any) -> bytes:
+    """Strict JSON: a NaN or an infinity raises ValueError instead of writing invalid JSON."""
+    return json.dumps(obj, allow_nan=False, separators=(",", ":")).encode()
+
+
+def _error_body(message: str) -> bytes:
+    """``{"error": message}``, the message made one capitalised line."""
+    text = _one_line(message)
+    return _dumps({"error": text[:1].upper() + text[1:]})
+
+
+def _raw_answer(status: int, message: str, *, retry_after: int | None = None) -> bytes:
+    """A whole HTTP/1.1 error answer that closes the connection, for the protocol to write
+    itself when no request reached the application (unparsable, timed out, refused)."""
+    body = _error_body(message)
+    headers = _headers("application/json", len(body), retry_after=retry_after, close=True)
+    head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}".encode()]
+    head += [name + b": " + value for name, value in headers]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+def _target(scope: dict[str, Any]) -> str:
+    """The request target without its query, as sent: never decoded or normalised (so
+    "/static/%2e%2e/x" stays what it is, and "//host/x" is not read as a URL with a host)."""
+    return scope.get("raw_path", b"").decode("latin-1").partition("#")[0]
+
+
+class _SayLog(logging.Handler):
+    """uvicorn's own error messages (its warnings are silenced) as one ``nnet serve:`` line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _say(_one_line(record.getMessage()))
+
+
+@dataclass
+class _Exchange:
+    """One request as the application sees it."""
+
+    request: Request
+    method: str
+    path: str
+    body_read: bool = False
+
+
+class Server:
+    """The server for ``net`` on ``host``:``port`` (0: any free port), bound and listening
+    from construction on; :meth:`serve_forever` runs it (uvicorn, on an event loop of its
+    own), :meth:`shutdown` stops it from another thread, :meth:`server_close` frees it.
+
+    ``test_images`` (N, 784) or (N, 28, 28), uint8 or floats in [0, 1], and ``test_labels``
+    (N,) feed ``/api/random`` (404 without them); ``seed`` seeds its choice. ``log``: "errors"
+    (one stderr line per failed request), "all" or "none". ``request_timeout``: seconds for
+    a request to arrive whole. Raises NnetError if ``net`` is not a 784 -> 10 classifier or
+    the address cannot be used.
+    """
 
     def __init__(
         self,
@@ -283,12 +424,17 @@ class Server(ThreadingHTTPServer):
         log: str = "errors",
         seed: int | None = None,
         web_dir: str | Path | None = None,
+        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         check_servable(net)
         if log not in LOG_LEVELS:
             raise NnetError(f"log must be one of {', '.join(LOG_LEVELS)}; got {log!r}.")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise NnetError(f"port must be an integer from 0 to 65535; got {port!r}.")
+        if isinstance(request_timeout, bool) or not (
+            isinstance(request_timeout, (int, float)) and 0 < request_timeout <= 3600
+        ):
+            raise NnetError(f"request_timeout must be 0 to 3600 seconds; got {request_timeout!r}.")
         web = WEB_DIR if web_dir is None else Path(web_dir)
         self.files = static_files(web)
         if "index.html" not in self.files:
@@ -296,25 +442,35 @@ class Server(ThreadingHTTPServer):
         self.net, self.log, self.classes = net, log, class_names(net.meta, N_CLASSES)
         self.images, self.labels, self.scale = _test_digits(test_images, test_labels)
         self.rng, self.rng_lock = np.random.default_rng(seed), threading.Lock()
-        self.info = json.dumps(model_info(net, random_available=self.images is not None)).encode()
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        try:
-            super().__init__((host, port), Handler)
-        except OSError as exc:  # socket.gaierror too: an unknown host
-            hint = "; pass another --port (0 picks a free one)" * (exc.errno == errno.EADDRINUSE)
-            reason = exc.strerror or exc
-            raise NnetError(f"cannot listen on {host}:{port}: {reason}{hint}.") from None
-
-    def server_bind(self) -> None:
-        """Bind without HTTPServer's reverse DNS lookup of the host (getfqdn: slow)."""
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """One line on stderr instead of socketserver's traceback (none for lost clients)."""
-        if not isinstance(exc := sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            _say(f"error with a request from {client_address[0]}: {_one_line(exc)}")
+        self.info = _dumps(model_info(net, random_available=self.images is not None))
+        self.budget = BodyBudget()
+        self.large_parses = asyncio.Semaphore(LARGE_PARSES)  # bound to the loop on first use
+        self.socket = _listen(host, port)
+        self.server_address = self.socket.getsockname()
+        self.pool = concurrent.futures.ThreadPoolExecutor(PREDICT_THREADS, "nnet-serve")
+        protocol = type("Protocol", (_Protocol,), {"site": self, "timeout": float(request_timeout)})
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        if not any(isinstance(h, _SayLog) for h in uvicorn_log.handlers):
+            uvicorn_log.addHandler(_SayLog())
+            uvicorn_log.propagate = False
+        config = uvicorn.Config(
+            self.app,
+            http=protocol,
+            ws="none",
+            lifespan="off",
+            interface="asgi3",
+            log_config=None,
+            log_level=logging.ERROR,  # its warnings (bad requests...) are answered, not logged
+            access_log=False,  # log_request writes the one line per request
+            proxy_headers=False,
+            server_header=False,
+            backlog=BACKLOG,
+            timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
+            timeout_graceful_shutdown=SHUTDOWN_GRACE,
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        )
+        self._uvicorn = uvicorn.Server(config)
+        self._running, self._stopped = threading.Event(), threading.Event()
 
     @property
     def url(self) -> str:
@@ -322,19 +478,47 @@ class Server(ThreadingHTTPServer):
         host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(str(host), str(host))
         return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
+    # ------------------------------------------------------------------ running
+
+    def serve_forever(self) -> None:
+        """Serve until :meth:`shutdown`; in the main thread, Ctrl-C and SIGTERM also stop it
+        (gracefully, then raised again: KeyboardInterrupt with Python's handlers)."""
+        self._running.set()
+        try:
+            self._uvicorn.run(sockets=[self.socket])
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop :meth:`serve_forever` and wait until it has returned."""
+        self._uvicorn.should_exit = True
+        if self._running.is_set():
+            self._stopped.wait()
+
+    def server_close(self) -> None:
+        self.socket.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ answers
+
     def predict(self, x28: Array) -> dict[str, Any]:
-        """What ``POST /api/predict`` answers for the 28x28 input ``x28``."""
+        """What ``POST /api/predict`` answers for the 28x28 input ``x28``; RequestError 422 if
+        the model's values overflow (finite but enormous weights)."""
         net = self.net
         x = x28.reshape(1, N_INPUTS).astype(net.dtype)
-        fp = net.forward_pass(x)  # a value of this call: predictions run concurrently
-        p = net.loss.probabilities(fp.O)[0]
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below, never warned
+            fp = net.forward_pass(x)  # a value of this call: predictions run concurrently
+            p = net.loss.probabilities(fp.O)[0]
+        hidden = [fp.a[l][0, :-1] for l in range(1, net.L)]
+        if not all(np.isfinite(v).all() for v in (fp.O, p, *hidden)):
+            raise RequestError(422, OVERFLOW)
         digit = int(np.argmax(p))
         return {
             "digit": digit,
             "label": self.classes[digit],
             "probabilities": p.tolist(),
             "outputs": fp.O[0].tolist(),
-            "hidden": [fp.a[l][0, :-1].tolist() for l in range(1, net.L)],
+            "hidden": [h.tolist() for h in hidden],
             "input": x.reshape(SIDE, SIDE).tolist(),
         }
 
@@ -352,54 +536,70 @@ class Server(ThreadingHTTPServer):
             "index": i,
         }
 
+    def _answer_predict(self, body: bytes | bytearray) -> bytes:
+        """The JSON answer to a ``/api/predict`` body; run in the pool of threads."""
+        return _dumps(self.predict(parse_predict_body(body)))
 
-make_server = Server  # the name the tests and older callers use
+    def log_request(self, method: str, path: str, status: int) -> None:
+        """One stderr line per answer, as ``log`` asks ("errors": status 400 and up)."""
+        if self.log == "all" or (self.log == "errors" and status >= 400):
+            _say(f"{_one_line(method or '-', 10)} {_one_line(path or '-', 100)} {status}")
 
+    # ------------------------------------------------------------------ the application
 
-class Handler(BaseHTTPRequestHandler):
-    """One connection's requests: routing, checks, and every answer (errors too) as JSON."""
-
-    server: Server
-    server_version = "nnet-serve"
-    sys_version = ""
-    protocol_version = "HTTP/1.1"
-    timeout = 30.0  # seconds a connection may sit idle or take to send its request
-    _sent = _body_done = _logged = False  # per request; reset by _dispatch
-
-    def _dispatch(self) -> None:
-        """Every method goes through the routes: a known path with another method is 405."""
-        self._sent = self._body_done = self._logged = False
+    async def app(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """The ASGI application: routing, checks, and every answer (errors too) as JSON."""
+        if scope["type"] != "http":
+            return
+        ex = _Exchange(Request(scope, receive), scope["method"], _target(scope))
         try:
-            self._route()
+            response = await self._route(ex)
         except RequestError as exc:
-            unread = 0 if self._body_done else self._content_length()
-            if exc.close or not 0 <= unread <= MAX_BODY:
-                self.close_connection = True
-            self._error(exc.status, exc.message, allow=exc.allow)
-            self._skip(unread)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError):
-            self.close_connection = True
+            unread = 0 if ex.body_read else _declared_length(ex.request)
+            close = exc.close or not 0 <= unread <= DRAIN_LIMIT  # else uvicorn drops the body
+            body = _error_body(exc.message)
+            response = self._response(
+                exc.status, body, allow=exc.allow, retry_after=exc.retry_after, close=close
+            )
+        except ClientDisconnect:
+            return  # the client left, or its request ran out of time (answered 408)
         except Exception as exc:  # never a traceback to the client; one line on stderr
-            self.close_connection = self._logged = True  # replaces the request's own log line
-            request = f"{_one_line(self.command, 10)} {_one_line(self._path, 100)}"
+            request = f"{_one_line(ex.method, 10)} {_one_line(ex.path, 100)}"
             _say(f"internal error on {request}: {_one_line(exc)}")
-            if not self._sent:
-                self._error(500, "internal server error; see the server's log.")
+            body = _error_body("internal server error; see the server's log.")
+            await self._response(500, body, close=True)(scope, receive, send)
+            return
+        self.log_request(ex.method, ex.path, response.status_code)
+        await response(scope, receive, send)
 
-    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _dispatch
+    @staticmethod
+    def _response(
+        status: int,
+        body: bytes,
+        ctype: str = "application/json",
+        *,
+        page: bool = False,
+        allow: str | None = None,
+        retry_after: int | None = None,
+        close: bool = False,
+    ) -> Response:
+        response = Response(body, status_code=status)
+        response.raw_headers = _headers(
+            ctype, len(body), page=page, allow=allow, retry_after=retry_after, close=close
+        )
+        return response
 
-    @property
-    def _path(self) -> str:
-        """The request target without its query, as sent: never decoded or normalised (so
-        "//host/x" is not read as a URL with a host, as urlsplit would)."""
-        return (getattr(self, "path", "") or "").partition("?")[0].partition("#")[0]
-
-    def _route(self) -> None:
-        self._check_host()
-        path, server, method = self._path, self.server, self.command
+    async def _route(self, ex: _Exchange) -> Response:
+        version = ex.request.scope["http_version"]
+        if version not in ("1.0", "1.1"):
+            raise RequestError(505, f"invalid HTTP version ({_one_line(version, 10)}).", close=True)
+        if ex.method not in METHODS:
+            raise RequestError(501, f"unsupported method ({ex.method[:20]!r}).", close=True)
+        self._check_host(ex.request)
+        path, method = ex.path, ex.method
         static = path.startswith("/static/")
         name = path[len("/static/") :] if static else "index.html"
-        if static and name not in server.files:  # raw, undecoded: ".." and "%2f" never match
+        if static and name not in self.files:  # raw, undecoded: ".." and "%2f" never match
             raise RequestError(404, f"no such file: {path[:100]}.")
         allowed = _GET if static else ROUTES.get(path)
         if allowed is None:
@@ -411,114 +611,245 @@ class Handler(BaseHTTPRequestHandler):
                 allow=", ".join(allowed),
             )
         if path == "/api/predict":
-            if self.headers.get_content_type() != "application/json":
-                raise RequestError(415, "send the body as JSON (Content-Type: application/json).")
-            self._json(200, server.predict(parse_predict_body(self._read_body())))
-        elif path == "/api/model":
-            self._send(200, server.info, "application/json")
-        elif path == "/api/random":
-            self._json(200, server.random_digit())
-        else:
-            self._send(200, *server.files[name], page=True)
+            return self._response(200, await self._predict(ex))
+        if path == "/api/model":
+            return self._response(200, self.info)
+        if path == "/api/random":
+            return self._response(200, _dumps(self.random_digit()))
+        return self._response(200, *self.files[name], page=True)
 
-    def _check_host(self) -> None:
+    def _check_host(self, request: Request) -> None:
         """Refuse DNS-rebinding (wrong Host) and cross-origin POSTs on a loopback server."""
-        host = self.headers.get("Host", "")
+        host = request.headers.get("host", "")
         try:
             name = urlsplit("//" + host).hostname or ""
         except ValueError:  # e.g. an unclosed "[" of an IPv6 address
             name = "?"
-        if host and _is_loopback(str(self.server.server_address[0])) and not _is_loopback(name):
+        if host and _is_loopback(str(self.server_address[0])) and not _is_loopback(name):
             raise RequestError(
                 403, "this server answers only requests addressed to localhost.", close=True
             )
-        origin = self.headers.get("Origin")
-        if self.command == "POST" and origin is not None:
+        origin = request.headers.get("origin")
+        if request.method == "POST" and origin is not None:
             if origin.lower() not in (f"http://{host}".lower(), f"https://{host}".lower()):
                 raise RequestError(403, "cross-origin requests are not allowed.", close=True)
 
-    def _content_length(self) -> int:
-        """The body length the headers declare: 0 if none, -1 if chunked or not a number."""
-        text = self.headers.get("Content-Length", "0")
-        if self.headers.get("Transfer-Encoding") or not (text.isascii() and text.strip().isdigit()):
-            return -1  # int() would take "1_0" and "-5"
-        return int(text)
-
-    def _read_body(self) -> bytes:
-        length = self._content_length()
-        if self.headers.get("Transfer-Encoding") or "Content-Length" not in self.headers:
+    async def _predict(self, ex: _Exchange) -> bytes:
+        """The answer to ``POST /api/predict``: the body read once its length is reserved in
+        the budget (503 if it does not fit), then parsed and answered in the pool."""
+        content_type = ex.request.headers.get("content-type", "").partition(";")[0]
+        if content_type.strip().lower() != "application/json":
+            raise RequestError(415, "send the body as JSON (Content-Type: application/json).")
+        length = _declared_length(ex.request)
+        if length == -2:
             raise RequestError(411, "send the body with a Content-Length, not chunked.", close=True)
         if length < 0:
             raise RequestError(400, "the Content-Length header is not a number.", close=True)
-        if length > MAX_BODY:  # answered from the headers; _dispatch then drains the body
+        if length > MAX_BODY:  # answered from the headers; uvicorn then drops the body
             raise RequestError(413, f"the request body is over the {MAX_BODY >> 20} MiB limit.")
-        self._body_done = True
-        body = self.rfile.read(length)
-        if len(body) != length:
-            raise RequestError(400, "the request body is shorter than its Content-Length.")
-        return body
+        if not self.budget.take(length):
+            raise RequestError(
+                503,
+                "the server is busy receiving other requests; try again in a moment.",
+                retry_after=RETRY_AFTER,
+            )
+        try:
+            ex.body_read = True
+            body = bytearray()
+            async for chunk in ex.request.stream():
+                body += chunk
+            work = asyncio.get_running_loop().run_in_executor
+            if length <= SMALL_BODY:
+                return await work(self.pool, self._answer_predict, body)
+            async with self.large_parses:
+                return await work(self.pool, self._answer_predict, body)
+        finally:
+            self.budget.give(length)
 
-    def _skip(self, length: int) -> None:
-        """Read and drop the unread body of a refused request, after answering: the
-        connection then stays usable, or at least closing it (a body over MAX_BODY, read up
-        to DRAIN_LIMIT) does not reset the answer away."""
-        left = min(length, DRAIN_LIMIT)
-        with contextlib.suppress(OSError):
-            self.wfile.flush()
-            if self.close_connection:
-                self.connection.settimeout(2.0)
-            while left > 0 and (chunk := self.rfile.read1(min(left, 1 << 16))):  # type: ignore[attr-defined]
-                left -= len(chunk)
-        if left > 0:
-            self.close_connection = True
 
-    def _json(self, status: int, obj: Any, *, allow: str | None = None) -> None:
-        body = json.dumps(obj, allow_nan=False, separators=(",", ":")).encode()
-        self._send(status, body, "application/json", allow=allow)
+def _declared_length(request: Request) -> int:
+    """The body length the headers declare: 0 if none, -2 if chunked or not given on a POST,
+    -1 if not a number."""
+    headers = request.headers
+    if "transfer-encoding" in headers:
+        return -2
+    text = headers.get("content-length")
+    if text is None:
+        return -2 if request.method == "POST" else 0
+    if not (text.isascii() and text.strip().isdigit()):  # int() would take "1_0" and "-5"
+        return -1
+    return int(text)
 
-    def _error(self, status: int, message: str, *, allow: str | None = None) -> None:
-        """``{"error": message}``, the message made one capitalised line."""
-        text = _one_line(message)
-        self._json(status, {"error": text[:1].upper() + text[1:]}, allow=allow)
 
-    def _send(
-        self, status: int, body: bytes, ctype: str, *, page: bool = False, allow: str | None = None
-    ) -> None:
-        """Send an answer with the security headers; the body unless the request is HEAD."""
-        self.send_response(int(status))
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Security-Policy", PAGE_CSP if page else API_CSP)
-        self.send_header("Referrer-Policy", "no-referrer")
-        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
-        self.send_header("Cache-Control", "no-cache" if page else "no-store")
-        if allow:
-            self.send_header("Allow", allow)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self._sent = True
-        if self.command != "HEAD":
-            self.wfile.write(body)
+class _Transport:
+    """A connection's transport as uvicorn sees it: the same, except that closing while the
+    client is still sending a refused request's body lingers (:meth:`_Protocol.close`)."""
 
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The base class's refusals (bad request line, unknown method, ...) as JSON too."""
-        self.close_connection = True
-        if self.request_version == "HTTP/0.9":
-            self.request_version = "HTTP/1.0"  # a bad request line still gets a status line
-        self._error(code, message or f"{self.responses.get(code, ('error',))[0].lower()}.")
+    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+        self._transport, self._protocol = transport, protocol
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """One stderr line per answer, as ``log`` asks ("errors": status 400 and up)."""
-        level = self.server.log
-        failed = isinstance(code, int) and code >= 400
-        if not self._logged and (level == "all" or (level == "errors" and failed)):
-            command = _one_line(self.command or "-", 10)
-            _say(f"{command} {_one_line(self._path, 100)} {code}")
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # log_request writes the only line worth writing (log_error comes here too)
+    def close(self) -> None:
+        self._protocol.close()
+
+    def is_closing(self) -> bool:
+        return self._protocol.lingering or self._transport.is_closing()
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, with a deadline for each request to arrive whole (then
+    408 and close), a cap on open connections, and JSON answers to what h11 cannot parse.
+
+    The deadline starts with the connection and with the first bytes of each later request,
+    and ends once the request's body is whole: a slow or stalled client holds no thread,
+    and not for long a connection. ``site`` and ``timeout`` are set by :class:`Server`.
+    """
+
+    site: Server
+    timeout: float = REQUEST_TIMEOUT
+    _deadline: asyncio.TimerHandle | None = None
+    lingering = False  # answered and closing, but reading (and dropping) the request's body
+    _dropped = 0  # bytes dropped while lingering
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._real = transport
+        super().connection_made(_Transport(transport, self))  # type: ignore[arg-type]
+        if len(self.connections) > MAX_CONNECTIONS:
+            message = "the server has too many connections open; try again in a moment."
+            self._answer_and_close(503, message, retry_after=RETRY_AFTER)
+            return
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.lingering:
+            self._dropped += len(data)
+            if self._dropped > DRAIN_LIMIT:
+                self._real.close()
+            return
+        if self._deadline is None:
+            self._arm()
+        try:
+            super().data_received(data)
+        except Exception as exc:  # h11's own errors are answered by send_400_response
+            _say(f"internal error on a connection: {_one_line(exc)}")
+            self._answer_and_close(500, "internal server error; see the server's log.")
+            return
+        self._disarm_if_whole()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        pending = self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]
+        if pending and self._deadline is None and not self.transport.is_closing():
+            self._arm()  # a pipelined request, received in part: its time starts now
+
+    def send_400_response(self, msg: str) -> None:
+        self.site.log_request("-", "-", 400)
+        self._answer_and_close(400, "the request is not valid HTTP/1.1.")
+
+    def timeout_keep_alive_handler(self) -> None:
+        if self._real.get_write_buffer_size():  # a client that does not read its answers
+            self._real.abort()
+        else:
+            super().timeout_keep_alive_handler()
+
+    def close(self) -> None:
+        """Close, or, if the client is still sending a body (a request refused from its
+        headers, with Connection: close), linger: end our side (the answer, then FIN) and read
+        and drop up to DRAIN_LIMIT bytes until the client closes or the deadline, so that
+        closing with unread data does not reset the answer away."""
+        if self.lingering or self._real.is_closing():
+            return
+        if self.conn.their_state is h11.SEND_BODY and self._real.can_write_eof():
+            self.lingering = True
+            self._real.write_eof()
+            self._real.resume_reading()
+        else:
+            self._real.close()
+
+    def shutdown(self) -> None:
+        """At shutdown: whole requests are answered, those still arriving cut now."""
+        if self._deadline is None:
+            super().shutdown()
+            return
+        self._disarm()
+        if self._begun():
+            self._answer_and_close(503, "the server is stopping.")
+        else:
+            self._real.close()
+
+    # the deadline
+
+    def _arm(self) -> None:
+        self._deadline = self.loop.call_later(self.timeout, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _disarm_if_whole(self) -> None:
+        if self.conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR):
+            self._disarm()
+
+    def _begun(self) -> bool:
+        """Whether a request has begun to arrive, and its answer not begun."""
+        cycle = self.cycle
+        if self.lingering:
+            return False
+        if cycle is not None and not cycle.response_complete:  # the application has it
+            return not cycle.response_started
+        return self.conn.their_state is h11.IDLE and bool(self.conn.trailing_data[0])
+
+    def _timed_out(self) -> None:
+        """The request did not arrive whole in time: 408 if it is not answered yet (a request
+        begun, headers or body), then close; a connection idle since it opened, or whose
+        answer is sent (its body being dropped), just closes."""
+        self._deadline = None
+        if self._real.is_closing():
+            return
+        if not self._begun():
+            self._real.close()
+            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            self.site.log_request(cycle.scope["method"], _target(dict(cycle.scope)), 408)
+        else:
+            self.site.log_request("-", "-", 408)
+        seconds = f"{self.timeout:g} second" + "s" * (self.timeout != 1)
+        self._answer_and_close(408, f"the request did not arrive whole within {seconds}.")
+
+    def _answer_and_close(self, status: int, message: str, **kw: Any) -> None:
+        """Write an error answer and close, taking the request from the application if it
+        has it (its receive() then reports a disconnect, its answer is dropped)."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if cycle.response_started:  # an answer is under way: it cannot be replaced
+                self._real.close()
+                return
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self._real.write(_raw_answer(status, message, **kw))
+        self._real.close()
+
+
+def _request_timeout() -> float:
+    """REQUEST_TIMEOUT, or the seconds in the environment variable TIMEOUT_ENV."""
+    text = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not text:
+        return REQUEST_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds <= 3600:  # NaN fails too
+        raise NnetError(f"{TIMEOUT_ENV} must be a number of seconds from 0 to 3600; got {text!r}.")
+    return seconds
 
 
 def serve(
@@ -532,6 +863,7 @@ def serve(
     """Serve the model at ``model_path`` until Ctrl-C or SIGTERM; returns 0. Raises NnetError
     (before listening) for a model not a 784 -> 10 classifier, a port in use or an unknown host.
     """
+    timeout = _request_timeout()
     net = load_model(model_path)
     check_servable(net, str(model_path))
     try:  # the test digits: never downloaded, but looked for as nnet.data.datasets.load does
@@ -541,15 +873,23 @@ def serve(
         reason = _one_line(str(exc), limit=None).partition(" (")[0].rstrip(".")
         _say(f"no test digits ({reason}); the Random test digit button is disabled.")
         images = labels = None
-    server = Server(net, host=host, port=port, test_images=images, test_labels=labels, log=log)
+    server = Server(
+        net,
+        host=host,
+        port=port,
+        test_images=images,
+        test_labels=labels,
+        log=log,
+        request_timeout=timeout,
+    )
     print(f"nnet serve: {server.url}  (Ctrl-C stops)", flush=True)
     if str(server.server_address[0]) in ("0.0.0.0", "::"):
         _say("listening on every network interface.")
     main = threading.current_thread() is threading.main_thread()
-    # SIGTERM stops the server as Ctrl-C does
+    # SIGTERM stops the server as Ctrl-C does (uvicorn raises it again once stopped)
     old_term = signal.signal(signal.SIGTERM, signal.default_int_handler) if main else None
     try:
-        server.serve_forever(poll_interval=0.25)
+        server.serve_forever()
     except KeyboardInterrupt:
         print("nnet serve: stopped.", flush=True)
     finally:
