@@ -194,11 +194,7 @@ def test_real_mnist_inputs(mnist: datasets.Dataset, dtype: str) -> None:
 def test_data_dirs_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NNET_DATA", str(tmp_path / "env"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert data_dirs(tmp_path / "arg") == [
-        tmp_path / "arg",
-        tmp_path / "env",
-        tmp_path / "xdg/nnet",
-    ]
+    assert data_dirs(tmp_path / "arg") == [tmp_path / "arg"]  # an explicit folder alone
     assert data_dirs(str(tmp_path / "arg"))[0] == tmp_path / "arg"
     assert data_dirs() == [tmp_path / "env", tmp_path / "xdg/nnet"]
     monkeypatch.setenv("NNET_DATA", "")
@@ -226,13 +222,24 @@ def test_locate_order(tmp_path: Path, env: Path, monkeypatch: pytest.MonkeyPatch
 def test_incomplete_folder_is_skipped(
     tmp_path: Path, env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    make_dataset(tmp_path / "env" / "mnist", skip=FILES[3])
+    make_dataset(env / "mnist", seed=1)
+    monkeypatch.setenv("NNET_DATA", str(tmp_path / "env"))
+    assert locate("mnist") == env / "mnist"
+    ds = load("mnist", download=False)
+    assert ds.source == env / "mnist"
+    np.testing.assert_array_equal(ds.y_test, fake_arrays(1)[FILES[3]])
+
+
+def test_an_explicit_folder_is_never_replaced_by_another(
+    tmp_path: Path, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_dataset(tmp_path / "arg" / "mnist", skip=FILES[3])
     make_dataset(tmp_path / "env" / "mnist", seed=1)
     monkeypatch.setenv("NNET_DATA", str(tmp_path / "env"))
-    assert locate("mnist", tmp_path / "arg") == tmp_path / "env" / "mnist"
-    ds = load("mnist", tmp_path / "arg", download=False)
-    assert ds.source == tmp_path / "env" / "mnist"
-    np.testing.assert_array_equal(ds.y_test, fake_arrays(1)[FILES[3]])
+    assert locate("mnist", tmp_path / "arg") is None
+    with pytest.raises(DownloadError, match=f"{tmp_path / 'arg' / 'mnist'} lacks {FILES[3]}"):
+        load("mnist", tmp_path / "arg", download=False)
 
 
 def test_uncompressed_and_mixed_files(tmp_path: Path, env: Path) -> None:
@@ -255,7 +262,7 @@ def test_not_found_without_download(tmp_path: Path, env: Path) -> None:
         load("mnist", tmp_path / "arg", download=False)
     msg = str(info.value)
     assert f"{tmp_path / 'arg' / 'mnist'} lacks {FILES[2]}" in msg
-    assert f"{env / 'mnist'} does not exist" in msg
+    assert f"{env / 'mnist'}" not in msg  # an explicit --data is the only folder
     assert all(f in msg for f in FILES)
     assert "--data DIR" in msg and "NNET_DATA" in msg and "mnist/" in msg
     assert isinstance(info.value, NnetError)

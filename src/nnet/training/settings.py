@@ -325,10 +325,14 @@ class Settings:
         return list(self.dropout)
 
     def one_or_list(self, name: str) -> str | list[str] | None:
-        """``activation`` or ``init`` as the network takes it: one name, or one per layer."""
+        """``activation`` or ``init`` as the network takes it: one name, or one per layer. One
+        activation for a regressor means its hidden layers: the output is the identity, so
+        that it can take any value."""
         names = getattr(self, name)
         if names is None:
             return None
+        if name == "activation" and self.task == "regressor" and len(names) == 1:
+            return [names[0]] * (self.L - 1) + ["identity"]
         return names[0] if len(names) == 1 else list(names)
 
     # ------------------------------------------------------------------ changes, JSON
