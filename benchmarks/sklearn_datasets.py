@@ -99,7 +99,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=ConvergenceWarning)  # tol=0 never converges
     names = args.datasets.split(",")
     print(
-        f"hidden {args.hidden}, relu, Adam lr 0.001, batch 200, {args.epochs} epochs, "
+        f"hidden {args.hidden}, relu, Adam lr 0.001, batch min(200, n), {args.epochs} epochs, "
         f"{args.dtype}, {args.threads} BLAS thread(s), seeds {args.seeds}\n"
     )
     print("| dataset | metric | nnet score | sklearn score | nnet fit s | sklearn fit s | ratio |")
