@@ -10,11 +10,13 @@ genetic or evolutionary random draw).
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,8 @@ import numpy as np
 from nnet.core.engines.matrix import DEFAULT_MEMORY_BUDGET
 from nnet.core.network import Network
 from nnet.data.datasets import DATASETS, load, one_hot, split_validation, to_inputs
+from nnet.data.folders import read_image_folder
+from nnet.data.tables import Standardizer, Table, read_arrays, read_table
 from nnet.errors import NnetError
 from nnet.fileio import atomic_write
 from nnet.files.checkpoint import Checkpoint, read_checkpoint
@@ -29,7 +33,7 @@ from nnet.files.checkpoint import save_checkpoint as write_checkpoint
 from nnet.training.evolution import EvolutionUpdate, GeneticUpdate
 from nnet.training.loop import GradientUpdate, Split, StopFlag, Trainer, Update
 from nnet.training.optim import Optimizer, make_optimizer, make_schedule
-from nnet.training.presets import TRAINER_DEFAULTS
+from nnet.training.presets import PRESETS, TRAINER_DEFAULTS, settings_for
 from nnet.training.settings import CUSTOM, Settings
 
 
@@ -353,13 +357,89 @@ def resume(
     data: str | os.PathLike[str] | None = None,
     download: bool = True,
     progress: bool = True,
+    arrays: dict[str, Any] | None = None,
 ) -> Experiment:
     """The run saved in the checkpoint ``path`` (or already read), rebuilt from its settings
-    with its state put back, ready to continue training."""
+    (and the same ``arrays`` for a run on the user's own data) with its state put back,
+    ready to continue training."""
     checkpoint = path if isinstance(path, Checkpoint) else read_checkpoint(path)
-    exp = build(checkpoint.settings, data=data, download=download, progress=progress)
+    where = {"data": data, "download": download, "progress": progress, "arrays": arrays}
+    exp = build(checkpoint.settings, **where)
     checkpoint.restore(exp.trainer)
     return exp
+
+
+# ----------------------------------------------------------------------------- own data
+
+
+@dataclass
+class UserData:
+    """The user's own data read from a file: the table, how to read such data again (the
+    ``input`` a model file records) and the feature scaling fitted on it (None for images,
+    already pixels / 255)."""
+
+    table: Table
+    input: dict[str, Any]
+    scaling: Standardizer | None
+
+    @property
+    def x(self) -> np.ndarray:
+        """The features, scaled."""
+        return self.table.X if self.scaling is None else self.scaling.transform(self.table.X)
+
+
+def read_user_data(
+    path: str | os.PathLike[str],
+    *,
+    target: str | None = None,
+    task: str | None = None,
+    image_size: int = 28,
+    color: str = "gray",
+    like: dict[str, Any] | None = None,
+) -> UserData:
+    """The data at ``path``: a folder of class folders of images, a ``.npz`` holding ``X``
+    and ``y``, or a CSV table whose column ``target`` is learned (None: features only, to
+    predict). ``like``: the model file's metadata, for data a trained model reads — the
+    same kind of input, its image size and colour, its scaling, its target column."""
+    path = Path(path)
+    source = (like or {}).get("input") or {}
+    if path.is_dir():
+        size = tuple(source.get("size") or (image_size, image_size))
+        color = source.get("color", color)
+        table = read_image_folder(path, size=size, color=color)  # type: ignore[arg-type]
+        info = {"kind": "images", "size": list(size), "color": color}
+        return UserData(table, info, None)
+    if path.suffix.lower() == ".npz":
+        table = read_arrays(path, task=task)
+        info: dict[str, Any] = {"kind": "arrays", "features": table.X.shape[1]}
+    else:
+        if like is not None and target is None and source.get("target"):
+            with open(path, encoding="utf-8", errors="replace") as f:  # the header alone
+                header = next(csv.reader([f.readline(2**20)]), [])
+            target = source["target"] if source["target"] in header else None
+        table = read_table(path, target=target, task=task)
+        info = {"kind": "table", "features": list(table.feature_names), "target": target}
+        expected = source.get("features") if like is not None else None
+        if expected is not None and list(table.feature_names) != expected:
+            raise NnetError(
+                f"{path} has the columns {list(table.feature_names)[:8]}, but the model was "
+                f"trained on {expected[:8]} (in that order)."
+            )
+    scaling = like.get("scaling") if like else None
+    scaler = Standardizer.from_meta(scaling) if scaling else Standardizer.fit(table.X)
+    return UserData(table, info, scaler)
+
+
+def user_settings(data: UserData, preset: str, explicit: dict[str, Any]) -> Settings:
+    """The settings of a run on ``data``: the preset's, the explicit ones, the task the data
+    says, and, unless ``--sizes`` is given, the preset's hidden layers between the data's
+    features and its classes (or values)."""
+    table = data.table
+    task = "regressor" if table.task == "regression" else "classifier"
+    outputs = len(table.classes) if task == "classifier" else 1
+    hidden = PRESETS[preset].sizes[1:-1]
+    sizes = explicit.get("sizes") or (table.X.shape[1], *hidden, outputs)
+    return settings_for(preset, {**explicit, "task": task, "dataset": CUSTOM, "sizes": sizes})
 
 
 def save_checkpoint(exp: Experiment, path: str | os.PathLike[str]) -> None:

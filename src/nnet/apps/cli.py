@@ -24,18 +24,35 @@ from tqdm import tqdm
 from nnet.core.engines import ENGINES, gradients
 from nnet.core.gradcheck import check_engines
 from nnet.core.network import DTYPES, Network
-from nnet.data.datasets import DATASETS
+from nnet.data.datasets import DATASETS, one_hot
 from nnet.data.datasets import load as load_dataset
 from nnet.errors import NnetError
-from nnet.experiment import Experiment, build, model_meta, resume, to_split
+from nnet.experiment import (
+    Experiment,
+    UserData,
+    build,
+    model_meta,
+    read_user_data,
+    resume,
+    to_split,
+    user_settings,
+)
 from nnet.experiment import run as run_training
 from nnet.fileio import check_output
 from nnet.files.checkpoint import read_checkpoint
 from nnet.files.model_file import load as load_model
 from nnet.files.model_file import save as save_model
-from nnet.training.loop import DivergenceError, StopFlag, Trainer, evaluate
+from nnet.training.loop import DivergenceError, Split, StopFlag, Trainer, evaluate
 from nnet.training.presets import PRESETS, TRAINER_DEFAULTS, flag, settings_for
-from nnet.training.settings import FIELDS, POSITIVE_INT, TRAINER_SETTINGS, Choice, Many, Number
+from nnet.training.settings import (
+    CUSTOM,
+    FIELDS,
+    POSITIVE_INT,
+    TRAINER_SETTINGS,
+    Choice,
+    Many,
+    Number,
+)
 from nnet.version import __version__
 
 
@@ -81,6 +98,11 @@ def path_arg(kind: str) -> Callable[[str], Path]:
                     fail(f"{text} is not readable")
             elif kind == "out":
                 check_output(path)
+            elif kind == "any":  # a file or a folder to read
+                if not path.exists():
+                    fail(f"{text} does not exist")
+                if not (path.is_file() or path.is_dir()):
+                    fail(f"{text} is not a regular file or a folder")
             elif path.exists() and not path.is_dir():
                 fail(
                     f"{text} is a file; give "
@@ -201,6 +223,22 @@ def add_setting(p: argparse._ActionsContainer, key: str, help: str = "") -> None
         p.add_argument(flag(key), type=setting_type(key), help=help)
 
 
+def add_own_data_flags(p: argparse.ArgumentParser, *, training: bool) -> None:
+    """--data-file and what reads it: the user's own data instead of a dataset."""
+    g = p.add_argument_group("your own data")
+    help = "a CSV table with a header, a .npz holding X and y, or a folder DIR/<class>/<image>"
+    if not training:
+        help += " (read the way the model's training data was)"
+    g.add_argument("--data-file", type=path_arg("any"), metavar="PATH", help=help)
+    g.add_argument("--target", metavar="COLUMN", help="the CSV column to learn or to score")
+    if training:
+        help = "override what the target says (strings or integers: classification; floats: "
+        g.add_argument("--task", choices=["classification", "regression"], help=help + "values)")
+        g.add_argument("--image-size", type=checked(Number(int, 1, 1024)), default=28,
+                       help="images are resized to N x N pixels (default 28)")  # fmt: skip
+        g.add_argument("--color", choices=["gray", "rgb"], default="gray", help="image colour")
+
+
 def add_data_flags(p: argparse.ArgumentParser, *, dataset: bool = True) -> None:
     if dataset:
         add_setting(p, "dataset", "mnist or fashion-mnist (default: the model's)")
@@ -238,6 +276,7 @@ def add_train(sub: Subcommands) -> None:
         default = "; ".join(f"{k} default {TRAINER_DEFAULTS[k][key]}" for k in kinds)
         add_setting(g, key, f"{POPULATION_HELP[key]} ({default})")
     add_data_flags(p)
+    add_own_data_flags(p, training=True)
     p.add_argument("--out", type=path_arg("out"), default=Path("model.npz"), help="model file")
     p.add_argument("--metrics", type=path_arg("out"), help="write one JSON object per epoch here")
     help = "save everything needed to continue the run here, after every epoch and when "
@@ -271,12 +310,23 @@ def check_outputs(args: argparse.Namespace) -> None:
         seen[real] = flag_name
 
 
-def start_run(args: argparse.Namespace) -> tuple[Experiment, Path | None]:
-    """The run to train, and the checkpoint it saves to, if any. A new run's settings: the
-    preset's, then the trainer's defaults (see :mod:`nnet.training.presets`), then every
-    explicit flag. ``--resume`` continues a run with its own settings, which no flag may
-    change, saving to the checkpoint it resumes unless ``--checkpoint`` names another."""
-    where = {"data": args.data, "download": not args.no_download, "progress": not args.quiet}
+def start_run(args: argparse.Namespace) -> tuple[Experiment, Path | None, UserData | None]:
+    """The run to train, the checkpoint it saves to, if any, and the user's own data, if it
+    trains on that. A new run's settings: the preset's, then the trainer's defaults (see
+    :mod:`nnet.training.presets`), then every explicit flag. ``--resume`` continues a run
+    with its own settings, which no flag may change, saving to the checkpoint it resumes
+    unless ``--checkpoint`` names another (a run on your own data needs its --data-file
+    again)."""
+    own = None
+    where: dict[str, Any] = {"data": args.data, "download": not args.no_download}
+    where["progress"] = not args.quiet
+    if args.data_file is not None:
+        if args.data is not None or args.dataset is not None:
+            raise NnetError("--data-file is your own data: leave out --data and --dataset.")
+        size = {"image_size": args.image_size, "color": args.color}
+        own = read_user_data(args.data_file, target=args.target, task=args.task, **size)
+        classes = len(own.table.classes) or None
+        where = {"arrays": {"x": own.x, "y": own.table.y, "n_classes": classes}}
     if args.resume is not None:
         given = [flag(k) for k in ("preset", *RUN_FLAGS) if getattr(args, k) is not None]
         if given:
@@ -285,17 +335,27 @@ def start_run(args: argparse.Namespace) -> tuple[Experiment, Path | None]:
                 f"leave out {', '.join(given)}."
             )
         checkpoint = read_checkpoint(args.resume)  # is it one, before the outputs are checked
+        if (checkpoint.settings.dataset == CUSTOM) != (own is not None):
+            raise NnetError(
+                f"{args.resume} was trained on "
+                + ("your own data: give its --data-file again." if own is None else
+                   f"{checkpoint.settings.dataset}: leave out --data-file.")
+            )  # fmt: skip
         check_outputs(args)
-        return resume(checkpoint, **where), args.checkpoint or args.resume
+        return resume(checkpoint, **where), args.checkpoint or args.resume, own
     check_outputs(args)
     explicit = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}
-    settings = settings_for(args.preset or "seed", explicit)
+    preset = args.preset or "seed"
+    if own is not None:
+        settings = user_settings(own, preset, explicit)
+    else:
+        settings = settings_for(preset, explicit)
     if settings.trainer != "gradient" and args.checkpoint is not None:
         raise NnetError(
             f"--trainer {settings.trainer} does not take --checkpoint: checkpoints are for "
             "gradient training; a gradient-free run saves its model file when stopped."
         )
-    return build(settings, **where), args.checkpoint
+    return build(settings, **where), args.checkpoint, own
 
 
 class Progress:
@@ -335,7 +395,7 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    exp, checkpoint = start_run(args)
+    exp, checkpoint, own = start_run(args)
     trainer = exp.trainer
     stop = StopFlag()
     # The signals stay caught until the files are saved: a second SIGTERM during the final
@@ -354,7 +414,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress.end()
         model = exp.net.copy()
         model.weights = [w.copy() for w in trainer.model_weights()]
-        save_model(model, args.out, model_meta(exp, seconds))
+        meta = model_meta(exp, seconds)
+        if own is not None:
+            meta.update(classes=list(own.table.classes) or None, input=own.input)
+            if own.scaling is not None:
+                meta["scaling"] = own.scaling.to_meta()
+        save_model(model, args.out, meta)
     if stop.signal and not trainer.stopped_by:  # it came after training, while saving
         trainer.stopped_by = stop.signal
     if args.plot is not None and trainer.history:
@@ -363,14 +428,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.plot.mkdir(exist_ok=True)
         plot_curves({Path(args.out).stem: trainer.history}, args.plot / "curves.png")
     # The figures of the model as saved (the best epoch's weights when there is a validation
-    # split, which may not be the last epoch's).
-    test_loss, test_acc = evaluate(model, exp.evals["test"])
+    # split, which may not be the last epoch's), on the test split, else the validation one.
+    split = next((name for name in ("test", "val") if name in exp.evals), None)
+    loss, acc = evaluate(model, exp.evals[split]) if split else (None, None)
     summary = {
         "model": str(args.out),
         "epochs": trainer.epoch,
         "seconds": seconds,
-        "test_loss": test_loss,
-        "test_accuracy": test_acc,
+        **({f"{split}_loss": loss, f"{split}_accuracy": acc} if split else {}),
         "best_epoch": trainer.best[1] if trainer.best is not None else trainer.epoch,
         **{k: getattr(exp.settings, k) for k in ("preset", "trainer", "engine", "dtype", "seed")},
     }
@@ -384,9 +449,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(stopped_message(trainer, args.out, checkpoint), file=sys.stderr)
     if not args.quiet:
         best = f", best epoch {summary['best_epoch']}" if trainer.best is not None else ""
-        shown = f"test accuracy {100 * test_acc:.2f}%, " if test_acc is not None else ""
+        shown = f"{split} accuracy {100 * acc:.2f}%, " if acc is not None else ""
+        shown += f"{split} loss {loss:.4f} " if split else ""
         run = f"{trainer.epoch} epochs{best}, {seconds:.1f} s of training"
-        print(f"saved {args.out}: {shown}test loss {test_loss:.4f} ({run})")
+        print(f"saved {args.out}: {shown}({run})")
     if args.json:
         print(dumps(summary))
     if trainer.stopped_by:
@@ -410,13 +476,17 @@ def add_evaluate(sub: Subcommands) -> None:
     p = command(sub, "evaluate", cmd_evaluate, help, model=True)
     p.add_argument("--split", choices=["test", "train"], default="test")
     add_data_flags(p)
+    add_own_data_flags(p, training=False)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
-def load_image_model(path: Path, dataset: str | None = None) -> tuple[Network, str, str]:
-    """The model at ``path``, its task, and the dataset it is used on (``dataset``, or the
-    one it was trained on): NnetError unless its sizes fit that dataset's images."""
-    net = load_model(path)
+def load_image_model(
+    path: Path, dataset: str | None = None, net: Network | None = None
+) -> tuple[Network, str, str]:
+    """The model at ``path`` (``net`` if already loaded), its task, and the dataset it is
+    used on (``dataset``, or the one it was trained on): NnetError unless its sizes fit that
+    dataset's images."""
+    net = load_model(path) if net is None else net
     task = net.meta.get("task", "classifier")
     name = dataset or net.meta.get("dataset", "mnist")
     if name not in DATASETS:
@@ -431,12 +501,55 @@ def load_image_model(path: Path, dataset: str | None = None) -> tuple[Network, s
     return net, task, name
 
 
+def own_data(net: Network, model: Path, args: argparse.Namespace, *, target: bool) -> UserData:
+    """The --data-file of ``args``, read the way ``model`` was trained (its kind of input,
+    image size, feature scaling and target column), checked against the network's inputs;
+    with ``target``, the labels must be among the model's classes."""
+    if net.meta.get("dataset") != CUSTOM:
+        raise NnetError(f"{model} was trained on {net.meta.get('dataset', 'mnist')}, not on a "
+                        "data file; leave out --data-file.")  # fmt: skip
+    task = None if net.meta.get("task") == "classifier" else "regression"
+    column = args.target if target else None
+    data = read_user_data(args.data_file, target=column, task=task, like=net.meta)
+    if data.table.X.shape[1] != net.sizes[0]:
+        raise NnetError(
+            f"{args.data_file} has {data.table.X.shape[1]} features but {model} takes "
+            f"{net.sizes[0]}."
+        )
+    return data
+
+
+def labels_of(data: UserData, net: Network, model: Path) -> np.ndarray:
+    """The classes of ``data``'s labels as indices among the model's classes."""
+    known = {c: i for i, c in enumerate(net.meta.get("classes") or [])}
+    unknown = [c for c in data.table.classes if c not in known]
+    if unknown:
+        raise NnetError(f"label {unknown[0]!r} of {data.table.target} is not a class of {model}.")
+    return np.array([known[c] for c in data.table.classes], dtype=np.int64)[data.table.y]
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    net, task, name = load_image_model(args.model, args.dataset)
-    data = load_dataset(name, args.data, download=not args.no_download, progress=not args.json)
-    x, y = (data.x_test, data.y_test) if args.split == "test" else (data.x_train, data.y_train)
-    split = to_split(x, y, task, net.dtype, DATASETS[name].n_classes)
-    loss, acc = evaluate(net, split)
+    if args.data_file is not None:
+        net = load_model(args.model)
+        data = own_data(net, args.model, args, target=True)
+        name, x = str(args.data_file), data.x.astype(net.dtype)
+        if net.meta.get("task") == "classifier":
+            y = labels_of(data, net, args.model)
+            split = Split(x, one_hot(y, net.sizes[-1], net.dtype), y)
+        else:
+            split = Split(x, data.table.y.reshape(len(x), -1).astype(net.dtype), None)
+        args.split = "all"
+        loss, acc = evaluate(net, split)
+    else:
+        net, task, name = load_image_model(args.model, args.dataset)
+        dataset = load_dataset(name, args.data, download=not args.no_download,
+                               progress=not args.json)  # fmt: skip
+        if args.split == "test":
+            x, y = dataset.x_test, dataset.y_test
+        else:
+            x, y = dataset.x_train, dataset.y_train
+        split = to_split(x, y, task, net.dtype, DATASETS[name].n_classes)
+        loss, acc = evaluate(net, split)
     if args.json:
         where = {"dataset": name, "split": args.split, "samples": len(split)}
         print(dumps({"accuracy": acc, "loss": loss, **where, "model": str(args.model)}))
@@ -462,21 +575,75 @@ def finite_outputs(net: Network, x: np.ndarray, where: Path) -> np.ndarray:
 def add_predict(sub: Subcommands) -> None:
     help = "classify images (PNG, JPEG, ... or .npy) with a saved model"
     p = command(sub, "predict", cmd_predict, help, model=True)
-    p.add_argument("images", type=path_arg("in"), nargs="+", metavar="IMAGE")
-    p.add_argument("--json", action="store_true", help="one JSON object per line per image")
+    p.add_argument("images", type=path_arg("in"), nargs="*", metavar="IMAGE")
+    help = "predict each row of this CSV table (or .npz X) instead: one line per row"
+    p.add_argument("--data-file", type=path_arg("in"), metavar="PATH", help=help)
+    help = "one JSON object per line per image or row (default: text, or CSV for --data-file)"
+    p.add_argument("--json", action="store_true", help=help)
+
+
+def predict_rows(args: argparse.Namespace) -> int:
+    """``predict --data-file``: one prediction per row, as CSV or JSON lines."""
+    import csv
+
+    net = load_model(args.model)
+    args.target = None
+    data = own_data(net, args.model, args, target=False)
+    O = finite_outputs(net, data.x.astype(net.dtype), args.model)
+    classes = net.meta.get("classes")
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    if net.meta.get("task") != "classifier":
+        names = [f"prediction_{q}" for q in range(O.shape[1])] if O.shape[1] > 1 else ["prediction"]
+        if not args.json:
+            out.writerow(names)
+        for i, row in enumerate(O.tolist()):
+            if args.json:
+                print(dumps({"row": i + 1, "prediction": row if len(row) > 1 else row[0]}))
+            else:
+                out.writerow(row)
+        return 0
+    p = net.loss.probabilities(O)
+    if not args.json:
+        out.writerow(["prediction", *(f"p_{c}" for c in classes)])
+    for i, (k, probs) in enumerate(zip(np.argmax(p, axis=1), p.tolist(), strict=True)):
+        if args.json:
+            shown = dict(zip(map(str, classes), (round(v, 6) for v in probs), strict=True))
+            print(dumps({"row": i + 1, "prediction": classes[k], "probabilities": shown}))
+        else:
+            out.writerow([classes[k], *(f"{v:.6f}" for v in probs)])
+    return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Convert each image the way MNIST digits were made (grayscale, digit on black, fit into
-    20x20, centred by mass in 28x28) and print the predicted class and the probabilities."""
+    20x20, centred by mass in 28x28), or as the model's own training images were, and print
+    the predicted class and the probabilities; with --data-file, predict each row of a table."""
+    from nnet.data.folders import read_image
     from nnet.data.preprocess import load_image
 
-    net, task, name = load_image_model(args.model)
+    if (args.data_file is None) == (not args.images):
+        raise NnetError("give images to classify, or --data-file TABLE, not both.")
+    if args.data_file is not None:
+        return predict_rows(args)
+    net = load_model(args.model)
+    source = net.meta.get("input") or {}
+    if net.meta.get("dataset") == CUSTOM and source.get("kind") == "images":
+        size = tuple(source["size"])
+        x = np.stack([read_image(p, size=size, color=source["color"]) for p in args.images])
+        return print_predictions(args, net, x.astype(net.dtype), list(net.meta["classes"]))
+    net, task, name = load_image_model(args.model, net=net)
     if task != "classifier":
         raise NnetError(f"{args.model} is an {task}, not a classifier; predict needs a classifier.")
     classes = net.meta.get("classes") or list(DATASETS[name].classes)
     images = [load_image(path) for path in args.images]  # every file checked before output
     x = np.stack([im.reshape(-1) for im in images]).astype(net.dtype)
+    return print_predictions(args, net, x, classes)
+
+
+def print_predictions(
+    args: argparse.Namespace, net: Network, x: np.ndarray, classes: list[Any]
+) -> int:
+    """The predicted class and probabilities of each of ``args.images`` (inputs ``x``)."""
     probabilities = net.loss.probabilities(finite_outputs(net, x, args.model))
     for path, p in zip(args.images, probabilities, strict=True):
         digit = int(np.argmax(p))
@@ -662,6 +829,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nnet: error: {exc}", file=sys.stderr)
         # A run that diverged is not a usage error: the run itself went wrong.
         return 1 if isinstance(exc, DivergenceError) else 2
+    except BrokenPipeError:  # the reader of our output went away (| head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except MemoryError:
         print("nnet: error: out of memory; use a smaller network or batch.", file=sys.stderr)
         return 2
