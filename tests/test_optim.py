@@ -1,12 +1,31 @@
-"""Optimizers against their textbook update rules, written out by hand."""
+"""Optimizers against their textbook update rules, written out by hand: with the NumPy
+kernels and, when Numba is installed, the fused ones (tests/test_kernels.py checks the two
+equal bit for bit)."""
 
 from __future__ import annotations
+
+import importlib.util
 
 import numpy as np
 import pytest
 
 from nnet.errors import NnetError
 from nnet.training.optim import SGD, Adam, make_optimizer
+
+HAS_NUMBA = importlib.util.find_spec("numba") is not None
+
+
+@pytest.fixture(
+    params=[
+        "numpy",
+        pytest.param(
+            "numba", marks=pytest.mark.skipif(not HAS_NUMBA, reason="Numba is not installed")
+        ),
+    ]
+)
+def kernels(request):
+    """The optimizer's kernels: the NumPy reference, then the fused ones."""
+    return request.param
 
 
 def weights_and_grads(seed=0):
@@ -16,11 +35,11 @@ def weights_and_grads(seed=0):
     return w, g
 
 
-def test_sgd_with_momentum_matches_the_rule():
+def test_sgd_with_momentum_matches_the_rule(kernels):
     w, gs = weights_and_grads()
     ref = [x.copy() for x in w]
     v = [np.zeros_like(x) for x in w]
-    opt = SGD(momentum=0.5)
+    opt = SGD(momentum=0.5, kernels=kernels)
     for g in gs:
         opt.step(w, g, 0.1)
         for k in range(2):
@@ -30,11 +49,11 @@ def test_sgd_with_momentum_matches_the_rule():
         np.testing.assert_allclose(a, b, rtol=1e-14)
 
 
-def test_nesterov_matches_the_rule():
+def test_nesterov_matches_the_rule(kernels):
     w, gs = weights_and_grads(1)
     ref = [x.copy() for x in w]
     v = [np.zeros_like(x) for x in w]
-    opt = SGD(momentum=0.9, nesterov=True)
+    opt = SGD(momentum=0.9, nesterov=True, kernels=kernels)
     for g in gs:
         opt.step(w, g, 0.01)
         for k in range(2):
@@ -45,13 +64,13 @@ def test_nesterov_matches_the_rule():
 
 
 @pytest.mark.parametrize("decoupled", [False, True])
-def test_adam_and_adamw_match_the_rule(decoupled):
+def test_adam_and_adamw_match_the_rule(decoupled, kernels):
     w, gs = weights_and_grads(2)
     ref = [x.copy() for x in w]
     m = [np.zeros_like(x) for x in w]
     v = [np.zeros_like(x) for x in w]
     lr, wd, b1, b2, eps = 0.01, 0.1, 0.9, 0.999, 1e-8
-    opt = Adam(weight_decay=wd, decoupled=decoupled)
+    opt = Adam(weight_decay=wd, decoupled=decoupled, kernels=kernels)
     for t, g in enumerate(gs, start=1):
         opt.step(w, g, lr)
         for k in range(2):
@@ -68,9 +87,9 @@ def test_adam_and_adamw_match_the_rule(decoupled):
         np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
-def test_weight_decay_spares_the_bias_row():
+def test_weight_decay_spares_the_bias_row(kernels):
     w = [np.ones((3, 2))]
-    SGD(weight_decay=0.5).step(w, [np.zeros((3, 2))], 1.0)
+    SGD(weight_decay=0.5, kernels=kernels).step(w, [np.zeros((3, 2))], 1.0)
     np.testing.assert_allclose(w[0][:-1], 0.5)
     np.testing.assert_allclose(w[0][-1], 1.0)
 
@@ -84,6 +103,7 @@ def test_weight_decay_spares_the_bias_row():
         ({"name": "sgd", "weight_decay": -1.0}, "weight decay must be"),
         ({"name": "adam", "momentum": 0.9}, "adam has no momentum"),
         ({"name": "rmsprop"}, "unknown optimizer"),
+        ({"name": "adam", "kernels": "cuda"}, "kernels must be one of auto, numba, numpy"),
     ],
 )
 def test_bad_settings(kwargs, message):
@@ -123,12 +143,12 @@ def test_bad_schedules(kwargs, message):
         make_schedule(lr=0.1, epochs=10, **kwargs)
 
 
-def test_adam_flushes_subnormal_moments_and_keeps_normal_ones():
+def test_adam_flushes_subnormal_moments_and_keeps_normal_ones(kernels):
     from nnet.training.optim import FLUSH_EVERY
 
     w = [np.zeros((3, 2), dtype=np.float32)]
     g = [np.zeros((3, 2), dtype=np.float32)]
-    opt = Adam()
+    opt = Adam(kernels=kernels)
     opt.step(w, g, 0.1)  # creates the state
     M = opt.state["m_sum0"]
     M[0, 0], M[0, 1] = np.float32(1e-40), np.float32(1e-20)  # subnormal, normal

@@ -16,12 +16,26 @@ Speed: an update is a dozen element-wise passes over arrays as large as the weig
 to main memory; the updates here run on blocks of rows small enough that all the passes of a
 block stay in the CPU cache. Each number sees exactly the same operations in the same
 order either way, so the result does not depend on the blocks.
+
+Kernels: with Numba installed (``pip install 'nnet[fast]'``), the update of each matrix runs
+instead as one fused, compiled loop (:mod:`nnet.training.kernels`) that makes the same
+operations in the same order, so its results are the NumPy ones bit for bit, in one pass
+over memory instead of ten. ``kernels=`` chooses: ``"auto"`` (the fused kernels when Numba
+loads, else the NumPy ones, with one notice line on stderr per process), ``"numba"`` (an
+NnetError without Numba) or ``"numpy"`` (the reference); None, the default, takes
+``$NNET_KERNELS``, else ``"auto"``. The ``state`` is the same arrays under the same names
+either way, so a checkpoint written with one resumes with the other.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
+import os
+import sys
 from collections.abc import Callable, Sequence
+from types import ModuleType
 
 import numpy as np
 
@@ -33,9 +47,71 @@ FLUSH = 2.0**-100  # see Adam._update
 FLUSH_EVERY = 8  # steps between two flushes of subnormal numbers (Adam._update)
 BLOCK = 65536  # numbers per block: the arrays of one block fit in a core's cache
 
+KERNELS = ("auto", "numba", "numpy")
+NOTICE = (
+    "nnet: Numba is not installed; the NumPy kernels run "
+    "(pip install 'nnet[fast]' for the fused ones)."
+)
+# What loading nnet.training.kernels gave ("module" or "reason"), and whether the notice
+# was printed: once per process.
+_FUSED: dict[str, object] = {}
+
+
+def check_kernels(kernels: str | None = None) -> str:
+    """The kernels asked for: ``kernels``, else ``$NNET_KERNELS``, else ``"auto"``; checked.
+
+    ``"numba"`` without Numba installed is an NnetError here, before anything runs.
+    """
+    source = "kernels"
+    if kernels is None:
+        kernels = os.environ.get("NNET_KERNELS", "").strip().lower() or "auto"
+        source = "NNET_KERNELS"
+    if kernels not in KERNELS:
+        raise NnetError(f"{source} must be one of {', '.join(KERNELS)}; got {kernels!r}.")
+    if kernels == "numba" and "module" not in _FUSED and importlib.util.find_spec("numba") is None:
+        raise NnetError(
+            f"{source}=numba asks for the fused kernels, but Numba is not installed: "
+            "pip install 'nnet[fast]', or use the NumPy kernels."
+        )
+    return kernels
+
+
+def fused_kernels(kernels: str) -> ModuleType | None:
+    """The module of fused kernels for a (checked) request, or None for the NumPy ones.
+
+    ``"auto"`` prints :data:`NOTICE` (or why Numba did not load) on stderr the first time
+    in the process that it falls back; ``"numba"`` raises an NnetError instead.
+    """
+    if kernels == "numpy":
+        return None
+    if not _FUSED:
+        try:
+            _FUSED["module"] = importlib.import_module("nnet.training.kernels")
+        except ImportError as exc:  # not installed, or installed but unusable
+            if isinstance(exc, ModuleNotFoundError) and exc.name in ("numba", "llvmlite"):
+                _FUSED["reason"] = "Numba is not installed"
+            else:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                _FUSED["reason"] = f"Numba could not be loaded ({first})"
+    module = _FUSED.get("module")
+    if module is not None:
+        return module  # type: ignore[return-value]
+    reason = _FUSED["reason"]
+    if kernels == "numba":
+        raise NnetError(f"the fused kernels cannot run: {reason}; pip install 'nnet[fast]'.")
+    if not _FUSED.get("noticed"):
+        _FUSED["noticed"] = True
+        if reason == "Numba is not installed":
+            print(NOTICE, file=sys.stderr)
+        else:
+            print(f"nnet: {reason}; the NumPy kernels run.", file=sys.stderr)
+    return None
+
 
 class Optimizer:
-    """Base class: subclasses implement ``_update(k, rows, w, g, lr, tmp)`` for one block.
+    """Base class: subclasses implement ``_update(k, rows, w, g, lr, tmp)`` for one block,
+    the NumPy reference, and ``_fused(kernels, k, w, g, lr)``, the same update of a whole
+    matrix by the compiled kernels.
 
     ``w`` and ``g`` are the rows ``rows`` of w^k and its gradient; the state arrays are
     sliced the same way; ``tmp`` is scratch space shaped like ``w``; ``rows.stop`` equal to
@@ -45,10 +121,11 @@ class Optimizer:
     name = "base"
     state_names: tuple[str, ...] = ()
 
-    def __init__(self, *, weight_decay: float = 0.0) -> None:
+    def __init__(self, *, weight_decay: float = 0.0, kernels: str | None = None) -> None:
         if not weight_decay >= 0:
             raise NnetError(f"weight decay must be >= 0; got {weight_decay}.")
         self.weight_decay = float(weight_decay)
+        self.kernels = check_kernels(kernels)  # asked for: auto, numba or numpy
         self.state: dict[str, Array] = {}
         self.t = 0  # steps taken
         self._scratch: dict[tuple, Array] = {}  # kept between steps: no allocation
@@ -56,11 +133,16 @@ class Optimizer:
     def step(self, weights: Sequence[Array], grads: Sequence[Array], lr: float) -> None:
         """One update of every w^k in place, with learning rate ``lr``."""
         self.t += 1
+        fused = fused_kernels(self.kernels)
         tasks = []
         for k, (w, g) in enumerate(zip(weights, grads, strict=True)):
             for name in self.state_names:
                 if self.state.get(f"{name}{k}") is None:
                     self.state[f"{name}{k}"] = np.zeros_like(w)
+            state = [self.state[f"{name}{k}"] for name in self.state_names]
+            if fused is not None and fused.fits(w, g, *state):
+                self._fused(fused, k, w, g, lr)
+                continue
             rows = max(1, BLOCK // max(1, w.shape[1]))
             tasks += [(k, w, g, slice(r, r + rows)) for r in range(0, w.shape[0], rows)]
         self._run(tasks, lr)
@@ -79,6 +161,14 @@ class Optimizer:
         self, k: int, rows: slice, w: Array, g: Array, lr: float, tmp: Array, has_bias: bool
     ) -> None:  # pragma: no cover
         raise NotImplementedError
+
+    def _fused(self, kernels: ModuleType, k: int, w: Array, g: Array, lr: float) -> None:
+        raise NotImplementedError  # pragma: no cover
+
+    @property
+    def backend(self) -> str:
+        """The kernels that run: ``"numba"`` (fused) or ``"numpy"`` (the reference)."""
+        return "numpy" if fused_kernels(self.kernels) is None else "numba"
 
     def _decayed(self, w: Array, g: Array, tmp: Array, has_bias: bool) -> Array:
         """g + weight_decay * w, except on the bias row, written into ``tmp``."""
@@ -103,8 +193,9 @@ class SGD(Optimizer):
         momentum: float = 0.0,
         nesterov: bool = False,
         weight_decay: float = 0.0,
+        kernels: str | None = None,
     ) -> None:
-        super().__init__(weight_decay=weight_decay)
+        super().__init__(weight_decay=weight_decay, kernels=kernels)
         if not 0 <= momentum < 1:
             raise NnetError(f"momentum must be in [0, 1); got {momentum}.")
         if nesterov and momentum == 0:
@@ -133,6 +224,11 @@ class SGD(Optimizer):
         tmp *= lr
         w -= tmp
 
+    def _fused(self, kernels: ModuleType, k: int, w: Array, g: Array, lr: float) -> None:
+        v = self.state[f"v{k}"] if self.momentum else None
+        kernels.sgd(w, g, v, lr, weight_decay=self.weight_decay, momentum=self.momentum,
+                    nesterov=self.nesterov)  # fmt: skip
+
     def settings(self) -> dict[str, float | bool | str]:
         return {**super().settings(), "momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -158,8 +254,9 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         decoupled: bool = False,
+        kernels: str | None = None,
     ) -> None:
-        super().__init__(weight_decay=weight_decay)
+        super().__init__(weight_decay=weight_decay, kernels=kernels)
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise NnetError(f"Adam betas must be in [0, 1); got {beta1}, {beta2}.")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
@@ -196,17 +293,34 @@ class Adam(Optimizer):
             if has_bias:
                 tmp[-1] = 0
             w -= tmp
-        # With bias corrections bc1 = 1 - b1^t, bc2 = 1 - b2^t:
-        # w <- w - (lr / bc1) m / (sqrt(v / bc2) + eps)
-        #    = w - c M / (sqrt(V) + e),  c = lr (1 - b1) sqrt(bc2 / (1 - b2)) / bc1,
-        #                                e = eps sqrt(bc2 / (1 - b2))
+        e, c = self._coefficients(lr)
+        np.sqrt(V, out=tmp)
+        tmp += e
+        np.divide(M, tmp, out=tmp)
+        tmp *= c
+        w -= tmp
+
+    def _coefficients(self, lr: float) -> tuple[float, float]:
+        """e and c of the step w <- w - c M / (sqrt(V) + e).
+
+        With bias corrections bc1 = 1 - b1^t, bc2 = 1 - b2^t:
+        w <- w - (lr / bc1) m / (sqrt(v / bc2) + eps)
+           = w - c M / (sqrt(V) + e),  c = lr (1 - b1) sqrt(bc2 / (1 - b2)) / bc1,
+                                       e = eps sqrt(bc2 / (1 - b2))
+        """
+        b1, b2 = self.beta1, self.beta2
         bc1, bc2 = 1 - b1**self.t, 1 - b2**self.t
         root = math.sqrt(bc2 / (1 - b2))
-        np.sqrt(V, out=tmp)
-        tmp += self.eps * root
-        np.divide(M, tmp, out=tmp)
-        tmp *= lr * (1 - b1) * root / bc1
-        w -= tmp
+        return self.eps * root, lr * (1 - b1) * root / bc1
+
+    def _fused(self, kernels: ModuleType, k: int, w: Array, g: Array, lr: float) -> None:
+        e, c = self._coefficients(lr)
+        kernels.adam(
+            w, g, self.state[f"m_sum{k}"], self.state[f"v_sum{k}"],
+            beta1=self.beta1, beta2=self.beta2, weight_decay=self.weight_decay,
+            decoupled=self.decoupled, flush=FLUSH if self.t % FLUSH_EVERY == 0 else None,
+            lr_wd=lr * self.weight_decay, eps_root=e, coef=c,
+        )  # fmt: skip
 
     def settings(self) -> dict[str, float | bool | str]:
         return {**super().settings(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
@@ -221,14 +335,17 @@ def make_optimizer(
     momentum: float = 0.0,
     nesterov: bool = False,
     weight_decay: float = 0.0,
+    kernels: str | None = None,
 ) -> Optimizer:
-    """An optimizer by name (sgd, adam, adamw)."""
+    """An optimizer by name (sgd, adam, adamw); ``kernels``: auto, numba or numpy (None:
+    ``$NNET_KERNELS``, else auto), see the module docstring."""
     if name == "sgd":
-        return SGD(momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+        return SGD(momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                   kernels=kernels)  # fmt: skip
     if name in ("adam", "adamw"):
         if momentum or nesterov:
             raise NnetError(f"{name} has no momentum setting; leave --momentum/--nesterov out.")
-        return Adam(weight_decay=weight_decay, decoupled=name == "adamw")
+        return Adam(weight_decay=weight_decay, decoupled=name == "adamw", kernels=kernels)
     raise NnetError(f"unknown optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}.")
 
 
