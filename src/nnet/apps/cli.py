@@ -286,8 +286,22 @@ def add_train(sub: Subcommands) -> None:
     p.add_argument("--resume", type=path_arg("in"), metavar="FILE", help=help)
     help = "write the loss and accuracy curves of the run to DIR/curves.png at the end"
     p.add_argument("--plot", type=path_arg("dir"), metavar="DIR", help=help)
+    add_kernels_flag(p)
     p.add_argument("--json", action="store_true", help="end stdout with a JSON summary line")
     p.add_argument("--quiet", action="store_true", help="no progress bars, no epoch lines")
+
+
+def add_kernels_flag(p: argparse.ArgumentParser) -> None:
+    help = "element-wise kernels of the optimizer step: fused with Numba (pip install "
+    help += "'nnet[fast]'), NumPy's (the reference), or auto: Numba when installed (default: "
+    help += "$NNET_KERNELS, else auto); the results are the same"
+    p.add_argument("--kernels", choices=["auto", "numba", "numpy"], help=help)
+
+
+def use_kernels(args: argparse.Namespace) -> None:
+    """--kernels for this process: the optimizers read $NNET_KERNELS when they are made."""
+    if getattr(args, "kernels", None):
+        os.environ["NNET_KERNELS"] = args.kernels
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -395,6 +409,7 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    use_kernels(args)
     exp, checkpoint, own = start_run(args)
     trainer = exp.trainer
     stop = StopFlag()
@@ -742,6 +757,7 @@ def add_bench(sub: Subcommands) -> None:
     p.add_argument("--repeats", type=checked(POSITIVE_INT), default=3, help=help)
     p.add_argument("--dtype", choices=DTYPES, default="float32")
     add_data_flags(p, dataset=False)
+    add_kernels_flag(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of rows")
 
 
@@ -750,6 +766,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     notes' experiment and for backprop on 784-800-800-10 (and PyTorch, when installed: pip
     install 'nnet[bench]'), with samples/s, GFLOP/s and peak memory. Rows marked * are
     extrapolated from a measured number of samples."""
+    use_kernels(args)
     from nnet.apps.bench import HEADER, format_row, rows_json, run_bench, summary, threads
 
     if not args.json:
