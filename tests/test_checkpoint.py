@@ -151,12 +151,12 @@ def test_killing_a_save_half_way_leaves_the_old_file_intact(tmp_path):
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda m, a: m["trainer"].pop("rng"), "bad trainer state"),
-        (lambda m, a: m["trainer"].update(epoch=99), "epochs done"),
-        (lambda m, a: m.pop("settings"), "lacks the run's settings"),
-        (lambda m, a: m["settings"].update(sizes=[784, 0, 10]), "settings nnet cannot use"),
-        (lambda m, a: a.pop("opt_m_sum0"), "optimizer state does not match"),
-        (lambda m, a: a.update(w0=np.zeros((3, 3), np.float32)), "does not match the network"),
+        (lambda m, a: m["trainer"].pop("rng"), "field trainer.rng: missing"),
+        (lambda m, a: m["trainer"].update(epoch=99), "field trainer.epoch: 99 epochs done of 1"),
+        (lambda m, a: m.pop("settings"), "field settings: missing"),
+        (lambda m, a: m["settings"].update(sizes=[784, 0, 10]), "field settings.sizes: every"),
+        (lambda m, a: a.pop("opt_m_sum0"), r"missing \['opt_m_sum0'\]"),
+        (lambda m, a: a.update(w0=np.zeros((3, 3), np.float32)), r"w0 has shape \(3, 3\)"),
         (lambda m, a: a.update(w1=np.full_like(a["w1"], np.nan)), "NaN or infinite"),
     ],
 )

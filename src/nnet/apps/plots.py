@@ -24,9 +24,12 @@ from matplotlib.ticker import MaxNLocator
 
 from nnet.core.network import ForwardPass, Network
 from nnet.data.datasets import class_names, to_inputs
+from nnet.data.idx import SpecialFileError, open_regular, shown
 from nnet.errors import NnetError
 from nnet.fileio import atomic_write
-from nnet.files.model_file import read_npz
+from nnet.files import schema
+from nnet.files.model_file import read_meta
+from nnet.files.schema import FieldError
 
 Array = np.ndarray
 PathLike = str | os.PathLike[str]
@@ -154,23 +157,41 @@ def _check_row(row: Any, where: str) -> dict[str, Any]:
 def read_metrics(path: PathLike) -> list[dict[str, Any]]:
     """The per-epoch metrics in a JSON Lines file written by ``nnet train --metrics FILE``.
 
-    One JSON object per line, each with at least ``epoch``; blank lines are skipped. Any
+    One JSON object per line, each with at least ``epoch``; blank lines are skipped. Only a
+    regular file of at most ``MAX_METRICS_BYTES`` is read; each line is JSON within the
+    limits of :func:`nnet.files.schema.parse_json`, and each row must pass
+    :data:`nnet.files.schema.STRICT_ROW` (finite numbers of at most ``MAX_METRIC``). Any
     problem raises :class:`NnetError` naming the file and the line number (from 1).
     """
-    path = Path(path)
-    if path.is_dir():
-        raise NnetError(f"{path} is a folder; pass the file that nnet train --metrics wrote.")
+    where_file = shown(path)
     try:
-        data = path.read_bytes()
+        with open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size  # read no more than is there, within the limit
+            data = f.read(size + 1) if size <= schema.MAX_METRICS_BYTES else None
     except FileNotFoundError:
         raise NnetError(
-            f"{path} does not exist; check the path, or write one with nnet train --metrics."
+            f"{where_file} does not exist; check the path, or write one with nnet train --metrics."
+        ) from None
+    except IsADirectoryError:
+        raise NnetError(
+            f"{where_file} is a folder; pass the file that nnet train --metrics wrote."
+        ) from None
+    except SpecialFileError:
+        raise NnetError(
+            f"{where_file} is not a regular file (a device, FIFO or socket); pass the file "
+            "that nnet train --metrics wrote."
         ) from None
     except OSError as exc:
-        raise NnetError(f"{path} cannot be read ({exc.strerror}); check its permissions.") from None
+        reason = exc.strerror or type(exc).__name__
+        raise NnetError(f"{where_file} cannot be read ({reason}); check its permissions.") from None
+    if data is None or len(data) > schema.MAX_METRICS_BYTES:
+        raise NnetError(
+            f"{where_file} is larger than {schema.MAX_METRICS_BYTES} bytes; a metrics file of "
+            "nnet train is far smaller."
+        )
     rows: list[dict[str, Any]] = []
     for n, raw in enumerate(data.split(b"\n"), start=1):
-        where = f"{path} line {n}"
+        where = f"{where_file} line {n}"
         try:
             line = raw.decode("utf-8").strip()
         except UnicodeDecodeError:
@@ -179,23 +200,39 @@ def read_metrics(path: PathLike) -> list[dict[str, Any]]:
             ) from None
         if not line:
             continue
+        if len(rows) == schema.MAX_ITEMS:
+            raise NnetError(f"{where}: more than {schema.MAX_ITEMS} epochs; refusing the file.")
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise NnetError(
-                f"{where} is not valid JSON: {exc.msg} at column {exc.colno}; "
-                "fix or remove that line."
-            ) from None
-        rows.append(_check_row(row, where))
+            row = schema.parse_json(line, "")
+        except FieldError as exc:
+            if exc.reason.startswith("not valid JSON"):  # the wording nnet has always used
+                reason = exc.reason.removeprefix("not valid JSON (").removesuffix(")")
+                raise NnetError(
+                    f"{where} is not valid JSON: {reason}; fix or remove that line."
+                ) from None
+            raise NnetError(f"{where}: {exc}; fix or remove that line.") from None
+        rows.append(_checked_row(row, where))
     if not rows:
-        raise NnetError(f"{path} is empty: it holds no epochs; fill it with nnet train --metrics.")
+        raise NnetError(
+            f"{where_file} is empty: it holds no epochs; fill it with nnet train --metrics."
+        )
     return rows
+
+
+def _checked_row(row: Any, where: str) -> dict[str, Any]:
+    """``row`` checked as one epoch of a metrics file: first as plots always checked rows,
+    then against :data:`nnet.files.schema.STRICT_ROW`."""
+    _check_row(row, where)
+    try:
+        return schema.check_field(schema.STRICT_ROW, row)
+    except FieldError as exc:
+        raise NnetError(f"{where}: {exc}; fix or remove that line.") from None
 
 
 def read_runs(paths: Sequence[PathLike]) -> dict[str, list[dict[str, Any]]]:
     """Runs to overlay with :func:`plot_curves`: metrics files (:func:`read_metrics`) or the
-    training ``history`` of model files (``.npz``), named after their files without suffix
-    (by their paths where two share a name)."""
+    training ``history`` of model files (``.npz``, read without their arrays), named after
+    their files without suffix (by their paths where two share a name)."""
     stems = [Path(p).stem for p in paths]
     runs: dict[str, list[dict[str, Any]]] = {}
     for path in map(Path, paths):
@@ -205,10 +242,14 @@ def read_runs(paths: Sequence[PathLike]) -> dict[str, list[dict[str, Any]]]:
         if path.suffix != ".npz":
             runs[name] = read_metrics(path)
             continue
-        history = read_npz(path)[1].get("history")
+        history = read_meta(path).get("history")
         if not isinstance(history, list) or not history:
-            raise NnetError(f"{path} records no training history; plot its run's metrics file.")
-        runs[name] = [_check_row(r, f"{path} history entry {i}") for i, r in enumerate(history, 1)]
+            raise NnetError(
+                f"{shown(path)} records no training history; plot its run's metrics file."
+            )
+        runs[name] = [
+            _checked_row(r, f"{shown(path)} history entry {i}") for i, r in enumerate(history, 1)
+        ]
     return runs
 
 

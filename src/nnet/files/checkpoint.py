@@ -10,11 +10,16 @@ A checkpoint is an ``.npz`` like a model file (never pickled, written atomically
   validation loss and its epoch, the pass under way (batches done, running sums, the
   generator's state when it began) and the generator's state now.
 
-:func:`read_checkpoint` checks the file and returns its settings and state;
-:func:`nnet.experiment.resume` rebuilds the run from the settings and puts the state back
-(:meth:`Checkpoint.restore`), so that a run interrupted at any batch and resumed ends with
-weights bit-identical to a run that was never interrupted (same seed, same settings, same
-machine and BLAS).
+:func:`read_checkpoint` checks the file and returns its settings and state: everything a
+model file's reader checks (:func:`nnet.files.model_file.open_archive`), then every field of
+the settings and of the trainer's and optimizer's state against
+:mod:`nnet.files.schema` (types, ranges, required keys, generator states numpy accepts,
+counts that agree with each other and with the settings), and the arrays the settings imply
+(``w{k}``, ``opt_{name}{k}``, ``best_w{k}``) by their ``.npy`` headers, all before any
+array's data is read or the run is built. :func:`nnet.experiment.resume` rebuilds the run
+from the settings and puts the state back (:meth:`Checkpoint.restore`), so that a run
+interrupted at any batch and resumed ends with weights bit-identical to a run that was never
+interrupted (same seed, same settings, same machine and BLAS).
 """
 
 from __future__ import annotations
@@ -22,18 +27,18 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nnet.errors import NnetError
 from nnet.fileio import atomic_write
-from nnet.files.model_file import ModelFileError, network_meta, read_npz
+from nnet.files import schema
+from nnet.files.model_file import ModelFileError, network_meta, open_archive
 from nnet.training.loop import Trainer
 from nnet.training.settings import Settings
 
-FORMAT = "nnet-checkpoint"
+FORMAT = schema.CHECKPOINT
 
 
 def save_checkpoint(settings: Settings, trainer: Trainer, path: str | os.PathLike[str]) -> None:
@@ -67,7 +72,8 @@ def save_checkpoint(settings: Settings, trainer: Trainer, path: str | os.PathLik
 
 @dataclass
 class Checkpoint:
-    """A checkpoint read from ``where``: the run's settings and the state to put back."""
+    """A checkpoint read from ``where``: the run's settings and the state to put back (its
+    fields checked by :func:`read_checkpoint`)."""
 
     where: str
     settings: Settings
@@ -102,8 +108,8 @@ class Checkpoint:
         net.weights = weights("w")
         opt_state = {k[len("opt_") :]: v for k, v in arrays.items() if k.startswith("opt_")}
         names = [(f"{name}{k}", k) for k in range(net.L) for name in opt.state_names]
-        expected = {key for key, _ in names} if opt_meta.get("t") else set()
-        if set(opt_state) != expected or opt_meta.get("name") != opt.name:
+        expected = {key for key, _ in names} if opt_meta["t"] else set()
+        if set(opt_state) != expected or opt_meta["name"] != opt.name:
             raise ModelFileError(
                 f"{where}: the optimizer state does not match a {opt.name} optimizer for this "
                 "network; the checkpoint is damaged."
@@ -116,44 +122,27 @@ class Checkpoint:
                 raise ModelFileError(
                     f"{where}: optimizer state {key} has the wrong shape or dtype."
                 )
-        opt.state = {k: v.copy() for k, v in opt_state.items()}
-        try:
-            opt.t = int(opt_meta["t"])
-            trainer.epoch = int(state["epoch"])
-            trainer.history = list(state["history"])
-            best = state["best"]
-            trainer.best = (
-                None if best is None else (float(best[0]), int(best[1]), weights("best_w"))
-            )
-            trainer.early_stopped = bool(state["early_stopped"])
-            trainer.train_seconds = float(state["train_seconds"])
-            trainer.progress = state["progress"]
-            trainer.rng.bit_generator.state = state["rng"]
-            if trainer.progress is not None:  # check the saved generator state is usable
-                np.random.default_rng().bit_generator.state = trainer.progress["rng_start"]
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ModelFileError(f"{where} is damaged: bad trainer state ({exc}).") from None
-        if not 0 <= trainer.epoch <= trainer.epochs or len(trainer.history) != trainer.epoch:
+        if not 0 <= state["epoch"] <= trainer.epochs:
             raise ModelFileError(
-                f"{where} is damaged: it records {trainer.epoch} epochs done of {trainer.epochs}."
+                f"{where}: field trainer.epoch: {state['epoch']} epochs done of {trainer.epochs}."
             )
+        best = state["best"]
+        opt.state = {k: v.copy() for k, v in opt_state.items()}
+        opt.t = opt_meta["t"]
+        trainer.epoch = state["epoch"]
+        trainer.history = list(state["history"])
+        trainer.best = None if best is None else (best[0], best[1], weights("best_w"))
+        trainer.early_stopped = state["early_stopped"]
+        trainer.train_seconds = state["train_seconds"]
+        trainer.progress = None if state["progress"] is None else dict(state["progress"])
+        trainer.rng.bit_generator.state = state["rng"]  # checked by read_checkpoint
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """The checkpoint at ``path``, its settings checked; ModelFileError naming the problem."""
-    path = Path(path)
-    where = str(path)
-    arrays, meta = read_npz(path)
-    if meta.get("format") != FORMAT:
-        raise ModelFileError(
-            f"{where} is a model file, not a checkpoint; train with --checkpoint FILE to get "
-            "one that --resume can continue."
-        )
-    settings, state, opt_meta = meta.get("settings"), meta.get("trainer"), meta.get("optimizer")
-    if not all(isinstance(part, dict) for part in (settings, state, opt_meta)):
-        raise ModelFileError(f"{where} is damaged: its metadata lacks the run's settings or state.")
-    try:
-        checked = Settings.from_dict(settings)
-    except NnetError as exc:
-        raise ModelFileError(f"{where} holds settings nnet cannot use: {exc}") from None
-    return Checkpoint(where, checked, arrays, state, opt_meta)  # type: ignore[arg-type]
+    """The checkpoint at ``path``, every field checked (see the module docstring) before its
+    arrays are read; ModelFileError naming the file and the field."""
+    with open_archive(path, FORMAT) as archive:
+        where, checked = archive.where, archive.checked
+        arrays = archive.arrays()
+    state, opt_meta = checked["trainer"], checked["optimizer"]
+    return Checkpoint(where, checked["settings"], arrays, state, opt_meta)
