@@ -663,6 +663,7 @@ def checkpoint_arrays(
             momentum=settings.momentum,
             nesterov=settings.nesterov,
             weight_decay=settings.weight_decay,
+            kernels="numpy",  # only its state's names are wanted: no compiled kernels
         ).state_names
         arrays.update({f"opt_{n}{k}": s for k, s in enumerate(shapes) for n in names})
     if checked["trainer"]["best"] is not None:
