@@ -1,5 +1,9 @@
 """The notes' experiment gives, with every batched engine, the README's test-accuracy curve
-to every printed digit (``nnet train --preset seed``, seed 0, float32, 60 000 images)."""
+to every printed digit (``nnet train --preset seed``, seed 0, float32, 60 000 images).
+
+The literal matrix engine takes about 15 s per epoch, so it runs the first 6 epochs (the
+learning rate is constant: they are the first 6 of the 16), which hold the flat start and
+the take-off; backprop and frontprop run all 16."""
 
 from __future__ import annotations
 
@@ -26,15 +30,15 @@ def test_the_readme_table_has_sixteen_epochs():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["backprop", "frontprop", "matrix"])
-def test_every_engine_reproduces_the_readme_curve(engine, mnist_dir, tmp_path):
+@pytest.mark.parametrize(("engine", "epochs"), [("backprop", 16), ("frontprop", 16), ("matrix", 6)])
+def test_every_engine_reproduces_the_readme_curve(engine, epochs, mnist_dir, tmp_path):
     metrics = tmp_path / "m.jsonl"
     out = subprocess.run(
         [sys.executable, "-m", "nnet", "train", "--preset", "seed", "--engine", engine,
-         "--quiet", "--metrics", str(metrics), "--out", str(tmp_path / "m.npz"),
-         "--data", str(mnist_dir), "--no-download"],
+         "--epochs", str(epochs), "--quiet", "--metrics", str(metrics),
+         "--out", str(tmp_path / "m.npz"), "--data", str(mnist_dir), "--no-download"],
         capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
-    assert [f"{100 * r['test_accuracy']:.2f}" for r in rows] == readme_curve()
+    assert [f"{100 * r['test_accuracy']:.2f}" for r in rows] == readme_curve()[:epochs]
