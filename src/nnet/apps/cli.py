@@ -636,8 +636,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from nnet.data.folders import read_image
     from nnet.data.preprocess import load_image
 
-    if (args.data_file is None) == (not args.images):
-        raise NnetError("give images to classify, or --data-file TABLE, not both.")
+    if args.data_file is None and not args.images:
+        raise NnetError("the images to classify are required (or --data-file TABLE).")
+    if args.data_file is not None and args.images:
+        raise NnetError("give images to classify or --data-file TABLE, not both.")
     if args.data_file is not None:
         return predict_rows(args)
     net = load_model(args.model)
