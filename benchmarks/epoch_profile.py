@@ -8,7 +8,8 @@ the rest (gathering batches, loss and accuracy bookkeeping), with the optimizer'
 chosen by ``--kernels`` (default: $NNET_KERNELS, else auto); then one Adam step on arrays
 the size of the network's weights, measured alone (median of 5 x 200 steps, with the
 fastest and slowest of the 5) for nnet's NumPy kernels, its fused Numba kernels on 1, 2, ...
-threads (up to the cores this process may use) and, when installed, PyTorch; and the least
+threads (up to the cores this process may use; with the parallel loop forced on every matrix
+where some are below ``kernels.PARALLEL_MIN``) and, when installed, PyTorch; and the least
 time an Adam step could take if it read w, g, m and v once and wrote w, m and v once, at the
 memory bandwidth that ``w -= g`` reaches on the same arrays. Real MNIST when on disk, random
 data of its shape otherwise.
@@ -54,6 +55,10 @@ def timings(f: Callable[[], object], n: int = 200) -> list[float]:
 def per_call(f: Callable[[], object], n: int = 200) -> float:
     """Median seconds per call of f over 5 runs of n calls, after one warm-up call."""
     return statistics.median(timings(f, n))
+
+
+def row(label: str, value: str) -> None:
+    print(f"  {label:<32} {value}")
 
 
 def ms(times: list[float]) -> str:
@@ -105,39 +110,43 @@ def adam_step() -> None:
     g = [1e-3 * rng.standard_normal(s).astype(np.float32) for s in shapes]
     print("one Adam step on 784-800-800-10's weights (float32), alone; median (fastest-slowest):")
     opt = Adam(kernels="numpy")
-    print(f"  nnet, NumPy             {ms(timings(lambda: opt.step(w, g, 1e-3)))}")
+    row("nnet, NumPy", ms(timings(lambda: opt.step(w, g, 1e-3))))
     try:
         import numba
 
         from nnet.training import kernels
     except ImportError:
-        print("  nnet, fused             (Numba is not installed: pip install 'nnet[fast]')")
+        row("nnet, fused", "(Numba is not installed: pip install 'nnet[fast]')")
     else:
         fused = Adam(kernels="numba")
         fused.step(w, g, 1e-3)  # compiles, or loads from the cache
-        before = kernels.threads()
+        before, threshold = kernels.threads(), kernels.PARALLEL_MIN
         for n in range(1, kernels.default_threads() + 1):
             numba.set_num_threads(n)
             label = f"nnet, fused, {n} thread{'s' if n > 1 else ''}"
-            print(f"  {label:<23} {ms(timings(lambda: fused.step(w, g, 1e-3)))}")
+            row(label, ms(timings(lambda: fused.step(w, g, 1e-3))))
+            if n > 1 and any(a.size < threshold for a in w):
+                kernels.PARALLEL_MIN = 0  # every matrix in the parallel loop
+                row(f"{label}, all parallel", ms(timings(lambda: fused.step(w, g, 1e-3))))
+                kernels.PARALLEL_MIN = threshold
         numba.set_num_threads(before)
     try:
         import torch
     except ImportError:
-        print("  PyTorch                 (not installed: pip install 'nnet[bench]')")
+        row("PyTorch", "(not installed: pip install 'nnet[bench]')")
     else:
         torch.set_num_threads(2)
         params = [torch.nn.Parameter(torch.from_numpy(a.copy())) for a in w]
         for p, gk in zip(params, g, strict=True):
             p.grad = torch.from_numpy(gk.copy())
         topt = torch.optim.Adam(params, lr=1e-3)
-        print(f"  PyTorch                 {ms(timings(topt.step))}")
+        row("PyTorch", ms(timings(topt.step)))
     n = sum(a.size for a in w)
     a, b = rng.random(n, dtype=np.float32), rng.random(n, dtype=np.float32)
     seconds = per_call(lambda: np.subtract(a, b, out=a))
     bandwidth = 3 * a.nbytes / seconds  # two arrays read, one written
-    print(f"  memory floor            {1e3 * 7 * a.nbytes / bandwidth:6.2f} ms"
-          f"  (7 passes of {a.nbytes / 2**20:.1f} MiB at {bandwidth / 1e9:.0f} GB/s)")  # fmt: skip
+    row("memory floor", f"{1e3 * 7 * a.nbytes / bandwidth:6.2f} ms  (7 passes of "
+                        f"{a.nbytes / 2**20:.1f} MiB at {bandwidth / 1e9:.0f} GB/s)")  # fmt: skip
 
 
 # What a fresh process pays before the fused kernels' first step (run with python -c).

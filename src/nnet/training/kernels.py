@@ -10,12 +10,17 @@ contraction, no reassociation, subnormals kept) and with NumPy's error model (a 
 0 gives inf or NaN, as in NumPy), each result is therefore bit for bit the NumPy one;
 ``tests/test_kernels.py`` checks that for every optimizer.
 
-Each kernel works on the flattened (C-contiguous) matrix; the bias row is its last
-``ncols`` numbers, ``i >= bias_start``, which weight decay spares. Each comes twice: a
-serial loop, and a parallel one that splits the matrix into chunks of ``CHUNK`` numbers
-shared out between Numba's threads (``prange``). The parallel one runs for matrices of at
-least ``PARALLEL_MIN`` numbers when more than one thread is set; below that, waking the
-threads costs more than it saves.
+Each update is written once for one number (``_sgd_one``, ``_adam_one``) and works on the
+flattened (C-contiguous) matrix; the bias row is its last ``ncols`` numbers,
+``i >= bias_start``, which weight decay spares. Each comes in two loops: a serial one, and
+a parallel one (``prange``) whose range Numba shares out between its threads. (A ``prange``
+over chunks with an inner loop per chunk was 8 times slower: Numba did not vectorize it.)
+The parallel one runs for matrices of at least ``PARALLEL_MIN`` numbers when more than one
+thread is set. Below that it does not pay on this project's 2-core machine: waking the
+second thread costs 50-100 µs, and the serial loop already runs at the speed of the cache
+(about 0.1 ms per 2^18 numbers of Adam in float32); from 2^20 numbers on, two threads took
+5-35 % less time than one (docs/performance.md). The matrices of 784-800-800-10 (at most
+0.64 M numbers) take the serial loop.
 
 Threads: the parallel loops use ``numba.get_num_threads()`` of the calling thread, so
 ``numba.set_num_threads(n)`` is honoured. Where nobody has set it, the first kernel call in
@@ -44,8 +49,7 @@ from nnet.errors import NnetError
 
 Array = np.ndarray
 
-CHUNK = 16384  # numbers per chunk of a parallel loop
-PARALLEL_MIN = 65536  # numbers in a matrix below which the serial kernel runs
+PARALLEL_MIN = 2**20  # numbers in a matrix below which the serial loop runs (see above)
 
 # Numba's threading layer, unless the user chose one (NUMBA_THREADING_LAYER): the built-in
 # workqueue. Its idle threads sleep where GNU OpenMP's spin, taking a core from OpenBLAS and
@@ -58,103 +62,94 @@ if numba.config.THREADING_LAYER == "default" and not os.environ.get("NUMBA_THREA
 _JIT = {"cache": True, "fastmath": False, "error_model": "numpy", "nogil": True}
 
 # ----------------------------------------------------------------------------- SGD
+# Each update is written once, for one number i (inlined into both loops by Numba before
+# it compiles them), with the NumPy lines of optim.py that it fuses in the comments.
 
 
-@njit(**_JIT)
-def _sgd_span(lo, hi, w, g, v, bias_start, lr, wd, mu, zero, decay, momentum, nesterov):
-    """SGD.update on the numbers lo..hi-1; the NumPy lines it fuses are in the comments."""
-    for i in range(lo, hi):
-        gi = g[i]
-        if decay:  # tmp = w * wd; tmp[bias] = 0; tmp += g
-            d = w[i] * wd
-            if i >= bias_start:
-                d = zero
-            gi = d + gi
-        if momentum:
-            vi = v[i] * mu  # v *= mu
-            vi = vi + gi  # v += g
-            v[i] = vi
-            if nesterov:
-                s = vi * mu  # tmp = v * mu
-                s = s + gi  # tmp += g
-            else:
-                s = vi  # tmp = v
+@njit(inline="always", **_JIT)
+def _sgd_one(i, w, g, v, bias_start, lr, wd, mu, zero, decay, momentum, nesterov):
+    gi = g[i]
+    if decay:  # tmp = w * wd; tmp[bias] = 0; tmp += g
+        d = w[i] * wd
+        if i >= bias_start:
+            d = zero
+        gi = d + gi
+    if momentum:
+        vi = v[i] * mu  # v *= mu
+        vi = vi + gi  # v += g
+        v[i] = vi
+        if nesterov:
+            s = vi * mu  # tmp = v * mu
+            s = s + gi  # tmp += g
         else:
-            s = gi  # tmp = g (times lr below)
-        w[i] = w[i] - s * lr  # tmp *= lr; w -= tmp
+            s = vi  # tmp = v
+    else:
+        s = gi  # tmp = g (times lr below)
+    w[i] = w[i] - s * lr  # tmp *= lr; w -= tmp
 
 
 @njit(**_JIT)
 def sgd_serial(w, g, v, bias_start, lr, wd, mu, zero, decay, momentum, nesterov):
-    _sgd_span(0, w.size, w, g, v, bias_start, lr, wd, mu, zero, decay, momentum, nesterov)
+    for i in range(w.size):
+        _sgd_one(i, w, g, v, bias_start, lr, wd, mu, zero, decay, momentum, nesterov)
 
 
 @njit(parallel=True, **_JIT)
 def sgd_parallel(w, g, v, bias_start, lr, wd, mu, zero, decay, momentum, nesterov):
-    n = w.size
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        lo = c * CHUNK
-        hi = min(n, lo + CHUNK)
-        _sgd_span(lo, hi, w, g, v, bias_start, lr, wd, mu, zero, decay, momentum, nesterov)
+    for i in prange(w.size):
+        _sgd_one(i, w, g, v, bias_start, lr, wd, mu, zero, decay, momentum, nesterov)
 
 
 # ----------------------------------------------------------------------------- Adam
 
 
-@njit(**_JIT)
-def _adam_span(
-    lo, hi, w, g, M, V, bias_start, wd, b1, b2, tiny, lr_wd, e, c, zero, l2, decoupled, flush
-):
-    """Adam.update on the numbers lo..hi-1; the NumPy lines it fuses are in the comments."""
-    for i in range(lo, hi):
-        gi = g[i]
-        if l2:  # tmp = w * wd; tmp[bias] = 0; tmp += g
-            d = w[i] * wd
-            if i >= bias_start:
-                d = zero
-            gi = d + gi
-        m = M[i] * b1  # M *= b1
-        m = m + gi  # M += g
-        if flush:  # M += FLUSH; M -= FLUSH (every FLUSH_EVERY steps)
-            m = m + tiny
-            m = m - tiny
-        M[i] = m
-        q = gi * gi  # tmp = g^2
-        s = V[i] * b2  # V *= b2
-        s = s + q  # V += tmp
-        V[i] = s
-        wi = w[i]
-        if decoupled:  # AdamW: tmp = w * (lr wd); tmp[bias] = 0; w -= tmp
-            d = wi * lr_wd
-            if i >= bias_start:
-                d = zero
-            wi = wi - d
-        s = math.sqrt(s)  # tmp = sqrt(V)
-        s = s + e  # tmp += eps root
-        s = m / s  # tmp = M / tmp
-        s = s * c  # tmp *= lr (1 - b1) root / bc1
-        w[i] = wi - s  # w -= tmp
+@njit(inline="always", **_JIT)
+def _adam_one(i, w, g, M, V, bias_start, wd, b1, b2, tiny, lr_wd, e, c, zero, l2, decoupled, flush):
+    gi = g[i]
+    if l2:  # tmp = w * wd; tmp[bias] = 0; tmp += g
+        d = w[i] * wd
+        if i >= bias_start:
+            d = zero
+        gi = d + gi
+    m = M[i] * b1  # M *= b1
+    m = m + gi  # M += g
+    if flush:  # M += FLUSH; M -= FLUSH (every FLUSH_EVERY steps)
+        m = m + tiny
+        m = m - tiny
+    M[i] = m
+    q = gi * gi  # tmp = g^2
+    s = V[i] * b2  # V *= b2
+    s = s + q  # V += tmp
+    V[i] = s
+    wi = w[i]
+    if decoupled:  # AdamW: tmp = w * (lr wd); tmp[bias] = 0; w -= tmp
+        d = wi * lr_wd
+        if i >= bias_start:
+            d = zero
+        wi = wi - d
+    s = math.sqrt(s)  # tmp = sqrt(V)
+    s = s + e  # tmp += eps root
+    s = m / s  # tmp = M / tmp
+    s = s * c  # tmp *= lr (1 - b1) root / bc1
+    w[i] = wi - s  # w -= tmp
 
 
 @njit(**_JIT)
 def adam_serial(w, g, M, V, bias_start, wd, b1, b2, tiny, lr_wd, e, c, zero, l2, decoupled, flush):
-    _adam_span(
-        0, w.size, w, g, M, V, bias_start, wd, b1, b2, tiny, lr_wd, e, c, zero, l2, decoupled, flush
-    )
+    for i in range(w.size):
+        _adam_one(
+            i, w, g, M, V, bias_start, wd, b1, b2, tiny, lr_wd, e, c, zero, l2, decoupled, flush
+        )
 
 
 @njit(parallel=True, **_JIT)
 def adam_parallel(
     w, g, M, V, bias_start, wd, b1, b2, tiny, lr_wd, e, c, zero, l2, decoupled, flush
 ):
-    n = w.size
-    for k in prange((n + CHUNK - 1) // CHUNK):
-        lo = k * CHUNK
-        hi = min(n, lo + CHUNK)
-        _adam_span(
-            lo, hi, w, g, M, V, bias_start, wd, b1, b2, tiny, lr_wd, e, c, zero, l2, decoupled,
-            flush,
-        )  # fmt: skip
+    for i in prange(w.size):
+        _adam_one(
+            i, w, g, M, V, bias_start, wd, b1, b2, tiny, lr_wd, e, c, zero, l2, decoupled, flush
+        )
 
 
 # ----------------------------------------------------------------------------- calling them
@@ -194,7 +189,7 @@ def threads() -> int:
 
 
 def _launch(parallel, serial, n: int, args: tuple) -> None:
-    if n >= PARALLEL_MIN and threads() > 1 and _lock.acquire(blocking=False):
+    if threads() > 1 and n >= PARALLEL_MIN and _lock.acquire(blocking=False):
         try:
             parallel(*args)
         finally:
