@@ -14,7 +14,8 @@ import platform
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -298,10 +299,20 @@ def add_kernels_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernels", choices=["auto", "numba", "numpy"], help=help)
 
 
-def use_kernels(args: argparse.Namespace) -> None:
-    """--kernels for this process: the optimizers read $NNET_KERNELS when they are made."""
+@contextmanager
+def kernels_for(args: argparse.Namespace) -> Iterator[None]:
+    """--kernels while the command runs: the optimizers read $NNET_KERNELS when they are
+    made; the variable is put back afterwards (main may be called again in one process)."""
+    old = os.environ.get("NNET_KERNELS")
     if getattr(args, "kernels", None):
         os.environ["NNET_KERNELS"] = args.kernels
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("NNET_KERNELS", None)
+        else:
+            os.environ["NNET_KERNELS"] = old
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -409,7 +420,12 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    use_kernels(args)
+    with kernels_for(args):
+        return train(args)
+
+
+def train(args: argparse.Namespace) -> int:
+    """``nnet train``, its kernels chosen."""
     exp, checkpoint, own = start_run(args)
     trainer = exp.trainer
     stop = StopFlag()
@@ -768,7 +784,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     notes' experiment and for backprop on 784-800-800-10 (and PyTorch, when installed: pip
     install 'nnet[bench]'), with samples/s, GFLOP/s and peak memory. Rows marked * are
     extrapolated from a measured number of samples."""
-    use_kernels(args)
+    with kernels_for(args):
+        return bench(args)
+
+
+def bench(args: argparse.Namespace) -> int:
+    """``nnet bench``, its kernels chosen."""
     from nnet.apps.bench import HEADER, format_row, rows_json, run_bench, summary, threads
 
     if not args.json:
