@@ -15,9 +15,9 @@ memory bandwidth that ``w -= g`` reaches on the same arrays. Real MNIST when on 
 data of its shape otherwise.
 
 ``--compile`` adds what the fused kernels cost before their first step, each in a fresh
-process: importing Numba and the kernels, then the first Adam step (float32), cold (an
-empty cache: Numba compiles) and warm (the compiled code loaded from the cache), and the
-same for every kernel in float32 and float64.
+process: importing Numba and the kernels, then the first Adam step of mlp800 (float32, the
+serial loop), cold (an empty cache: Numba compiles) and warm (the compiled code loaded from
+the cache), and the same for every kernel, serial and parallel, in float32 and float64.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def per_call(f: Callable[[], object], n: int = 200) -> float:
 
 
 def row(label: str, value: str) -> None:
-    print(f"  {label:<32} {value}")
+    print(f"  {label:<38} {value}")
 
 
 def ms(times: list[float]) -> str:
@@ -162,9 +162,10 @@ rng = np.random.default_rng(0)
 def step(name, dtype, **kw):
     w = [rng.standard_normal(s).astype(dtype) for s in ((785, 800), (801, 10))]
     make_optimizer(name, kernels="numba", **kw).step(w, [a.copy() for a in w], 1e-3)
-step("adam", "float32")
+step("adam", "float32")  # what mlp800 compiles: the serial loop, float32
 first = time.perf_counter()
-if sys.argv[1] == "all":
+if sys.argv[1] == "all":  # both loops of every kernel, float32 and float64
+    kernels.PARALLEL_MIN = 0
     for dtype in ("float32", "float64"):
         for name, kw in (("sgd", {}), ("sgd", {"momentum": 0.9}), ("adam", {})):
             step(name, dtype, **kw)
@@ -180,7 +181,8 @@ def compile_cost() -> None:
         print("compile cost: Numba is not installed (pip install 'nnet[fast]')")
         return
     print("the fused kernels before their first step, in a fresh process:")
-    for what, label in (("adam", "Adam float32"), ("all", "every kernel, float32 and float64")):
+    for what, label in (("adam", "mlp800's Adam (float32, serial loop)"),
+                        ("all", "every kernel, both loops, float32 and float64")):  # fmt: skip
         with tempfile.TemporaryDirectory() as cache:
             env = {**os.environ, "NUMBA_CACHE_DIR": cache}
             runs = [json.loads(subprocess.run(

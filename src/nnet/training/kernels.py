@@ -17,10 +17,10 @@ a parallel one (``prange``) whose range Numba shares out between its threads. (A
 over chunks with an inner loop per chunk was 8 times slower: Numba did not vectorize it.)
 The parallel one runs for matrices of at least ``PARALLEL_MIN`` numbers when more than one
 thread is set. Below that it does not pay on this project's 2-core machine: waking the
-second thread costs 50-100 µs, and the serial loop already runs at the speed of the cache
-(about 0.1 ms per 2^18 numbers of Adam in float32); from 2^20 numbers on, two threads took
-5-35 % less time than one (docs/performance.md). The matrices of 784-800-800-10 (at most
-0.64 M numbers) take the serial loop.
+second thread costs 65-90 µs, and the serial loop already runs at the speed of the cache
+(about 0.1 ms per 2^18 numbers of Adam in float32); below 2^19 numbers two threads always
+lost, from 2^20 on they mostly won, by up to 1.3-1.7x (docs/performance.md). The matrices
+of 784-800-800-10 (at most 0.64 M numbers) take the serial loop.
 
 Threads: the parallel loops use ``numba.get_num_threads()`` of the calling thread, so
 ``numba.set_num_threads(n)`` is honoured. Where nobody has set it, the first kernel call in
@@ -54,8 +54,8 @@ PARALLEL_MIN = 2**20  # numbers in a matrix below which the serial loop runs (se
 # Numba's threading layer, unless the user chose one (NUMBA_THREADING_LAYER): the built-in
 # workqueue. Its idle threads sleep where GNU OpenMP's spin, taking a core from OpenBLAS and
 # from other processes (on this project's shared 2-core machine one parallel Adam step took
-# 24 ms with omp against 5 ms with workqueue when the cores were busy); it survives fork(),
-# which libgomp does not. It must not be entered by two threads at once: the lock below.
+# 11-24 ms with omp against 5 ms with workqueue when the cores were busy); it survives
+# fork(), which libgomp does not. It must not be entered by two threads at once: the lock.
 if numba.config.THREADING_LAYER == "default" and not os.environ.get("NUMBA_THREADING_LAYER"):
     numba.config.THREADING_LAYER = "workqueue"
 
