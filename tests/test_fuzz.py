@@ -14,28 +14,13 @@ import tracemalloc
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_readers_support import mutate  # the same edits the subprocess fuzzing applies
 
 import nnet
 from nnet.data.idx import read_idx, write_idx
 from nnet.errors import NnetError
 
 MAX_BYTES = 64 * 2**20  # no mutated file may make a reader allocate more than this
-
-
-def mutate(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
-    """Apply (kind, position, value) edits: 0 flip a byte, 1 cut here, 2 insert a byte."""
-    out = bytearray(data)
-    for kind, pos, value in edits:
-        if not out:
-            break
-        pos %= len(out)
-        if kind == 0:
-            out[pos] ^= value or 1
-        elif kind == 1:
-            del out[pos:]
-        else:
-            out.insert(pos, value)
-    return bytes(out)
 
 
 EDITS = st.lists(
