@@ -66,19 +66,19 @@ _JIT = {"cache": True, "fastmath": False, "error_model": "numpy", "nogil": True}
 # it compiles them), with the NumPy lines of optim.py that it fuses in the comments.
 
 
-@njit(inline="always", **_JIT)
-def _decayed(i, w, g, bias_start, wd, zero):
-    """g + weight_decay * w for number i, except on the bias row (optim's ``_decayed``):
-    tmp = w * wd; tmp[bias] = 0; tmp += g."""
-    d = w[i] * wd
-    if i >= bias_start:
-        d = zero
-    return d + g[i]
+# The decay is written out in each update on purpose: factored into an inlined helper called
+# in a conditional expression (commit bf57f2e), it stopped Numba from vectorizing the serial
+# loops, and one Adam step of mlp800 went from 0.30 to 1.6 ms (benchmarks/epoch_profile.py).
 
 
 @njit(inline="always", **_JIT)
 def _sgd_one(i, w, g, v, bias_start, lr, wd, mu, zero, decay, momentum, nesterov):
-    gi = _decayed(i, w, g, bias_start, wd, zero) if decay else g[i]
+    gi = g[i]
+    if decay:  # tmp = w * wd; tmp[bias] = 0; tmp += g
+        d = w[i] * wd
+        if i >= bias_start:
+            d = zero
+        gi = d + gi
     if momentum:
         vi = v[i] * mu  # v *= mu
         vi = vi + gi  # v += g
@@ -110,7 +110,12 @@ def sgd_parallel(w, g, v, bias_start, lr, wd, mu, zero, decay, momentum, nestero
 
 @njit(inline="always", **_JIT)
 def _adam_one(i, w, g, M, V, bias_start, wd, b1, b2, tiny, lr_wd, e, c, zero, l2, decoupled, flush):
-    gi = _decayed(i, w, g, bias_start, wd, zero) if l2 else g[i]
+    gi = g[i]
+    if l2:  # tmp = w * wd; tmp[bias] = 0; tmp += g
+        d = w[i] * wd
+        if i >= bias_start:
+            d = zero
+        gi = d + gi
     m = M[i] * b1  # M *= b1
     m = m + gi  # M += g
     if flush:  # M += FLUSH; M -= FLUSH (every FLUSH_EVERY steps)
