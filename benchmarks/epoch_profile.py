@@ -37,7 +37,8 @@ import numpy as np
 from nnet.apps.bench import CONFIGS, training_data
 from nnet.core.network import Network
 from nnet.training.loop import Split, Trainer
-from nnet.training.optim import KERNELS, Adam
+from nnet.kernel_choice import KERNELS
+from nnet.training.optim import Adam
 
 
 def timings(f: Callable[[], object], n: int = 200) -> list[float]:
@@ -114,7 +115,7 @@ def adam_step() -> None:
     try:
         import numba
 
-        from nnet.training import kernels
+        from nnet import kernels
     except ImportError:
         row("nnet, fused", "(Numba is not installed: pip install 'nnet[fast]')")
     else:
@@ -154,7 +155,7 @@ FIRST_STEP = """
 import json, sys, time
 start = time.perf_counter()
 import numba
-from nnet.training import kernels
+from nnet import kernels
 from nnet.training.optim import make_optimizer
 import numpy as np
 imported = time.perf_counter()

@@ -88,6 +88,9 @@ class Clock:
     def perf_counter(self) -> float:
         return self.now
 
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
 
 @pytest.fixture
 def fake(monkeypatch):
@@ -114,6 +117,7 @@ def fake(monkeypatch):
     monkeypatch.setattr(bench, "training_data", lambda dtype, data: (x, x[:, 0], "fake data"))
     monkeypatch.setattr(bench, "nnet_runner", lambda c, e, *_: runner(c, e))
     monkeypatch.setattr(bench, "torch_runner", lambda c, *_: runner(c, "pytorch"))
+    monkeypatch.setattr(bench, "compile_cost", lambda dtype: (1.25, 0.5))
     monkeypatch.setattr(bench, "_proc_kib", KIB.__getitem__)
     gemm = Row("gemm", "mlp800", "128x784 @ 784x800", 128, "float32", math.nan, math.nan,
                250.0, 250.0, math.nan, False, "50 products")  # fmt: skip
@@ -160,9 +164,9 @@ def test_without_torch_there_are_no_pytorch_rows(fake, monkeypatch):
 
 
 def test_table_and_json_carry_the_same_numbers(fake, capsys):
-    assert main(["bench", "--repeats", str(REPEATS)]) == 0
+    assert main(["bench", "--repeats", str(REPEATS), "--no-busy", "--threads", "2"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert main(["bench", "--repeats", str(REPEATS), "--json"]) == 0
+    assert main(["bench", "--repeats", str(REPEATS), "--json", "--no-busy", "--threads", "2"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert bench.HEADER in table
     assert "* extrapolated to 60000 samples; data: fake data" in table
@@ -171,12 +175,14 @@ def test_table_and_json_carry_the_same_numbers(fake, capsys):
     for line, r in zip(lines, rows, strict=True):
         words = line.split()
         assert words[:2] == [r["engine"], r["config"]] and r["arch"] in line
+        assert r["threads"] == 2 and r["others"] == 0
         if r["engine"] == "gemm":  # no time, rate or memory: blank in the table, null in JSON
-            assert words[-3] == "float32"
+            assert words[-5:-2] == ["float32", "2", "no"]
             assert r["seconds_per_epoch"] is r["samples_per_s"] is r["peak_mib"] is None
             assert [float(w) for w in words[-2:]] == [r["gflops"], r["engine_gflops"]]
             continue
         sec, sps, gflops, engine_gflops, peak = words[-5:]
+        assert words[-7:-5] == ["2", "no"]
         assert sec.endswith("*") == r["extrapolated"]
         assert float(sec.rstrip("*")) == pytest.approx(r["seconds_per_epoch"], abs=5e-4)
         assert float(sps) == pytest.approx(r["samples_per_s"], abs=0.5)
@@ -262,3 +268,32 @@ def test_bench_json_rows(mnist_dir, capsys, monkeypatch):
         assert r["engine_gflops"] >= r["gflops"]
         assert r["peak_mib"] >= 0
     assert by["gemm"]["seconds_per_epoch"] is None and by["gemm"]["gflops"] > 0
+
+
+def test_busy_rows_run_beside_a_competing_process(fake, monkeypatch):
+    """The busy rows: nnet with the threads auto chooses while the competitor runs (1 of 2
+    cores idle -> 1), PyTorch with its default (every core); a real competitor process."""
+    seen = []
+
+    def auto(look=0.2):
+        # what auto_threads would answer: one core while a competitor runs, two otherwise
+        seen.append(competing())
+        return 1 if seen[-1] else 2
+
+    def competing():
+        import subprocess
+
+        out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        return "while True: pass" in out
+
+    monkeypatch.setattr(bench, "usable_cores", lambda: 2)
+    monkeypatch.setattr("nnet.training.threads.auto_threads", auto)
+    rows, _ = bench.run_bench(repeats=REPEATS, busy=True, engines=["backprop", "pytorch"])
+    busy = [(r.config, r.engine, r.threads) for r in rows if r.others == 1]
+    assert busy == [("seed", "backprop", 1), ("seed", "pytorch", 2),
+                    ("mlp800", "backprop", 1), ("mlp800", "pytorch", 2)]  # fmt: skip
+    assert seen == [False, True]  # auto asked once before, once while the competitor ran
+    assert not competing()  # stopped
+    lines = summary(rows)
+    assert "mlp800, with one competing process: backprop (1 thread) takes 1.00 x PyTorch's " \
+        "(2 threads) time per epoch" in lines  # fmt: skip

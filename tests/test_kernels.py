@@ -16,15 +16,16 @@ import numpy as np
 import pytest
 
 import nnet
+from nnet import kernel_choice
 from nnet.errors import NnetError
-from nnet.training import optim
+from nnet.kernel_choice import NOTICE
 from nnet.training.loop import Split, Trainer
-from nnet.training.optim import FLUSH_EVERY, NOTICE, SGD, Adam, make_optimizer
+from nnet.training.optim import FLUSH_EVERY, SGD, Adam, make_optimizer
 
 try:
     import numba
 
-    from nnet.training import kernels
+    from nnet import kernels
 except ImportError:  # pragma: no cover - the NumPy-only install
     numba = kernels = None
 
@@ -231,15 +232,111 @@ def test_two_threads_training_at_once_stay_exact(monkeypatch):
             assert_same_bits(a, b)
 
 
+# ----------------------------------------------------------------------------- the layers
+
+
+def layer_problem(activation, dtype, B, masked, seed=0):
+    rng = np.random.default_rng(seed)
+    net = nnet.Network([13, 20, 17, 5], activation, loss="mse", seed=rng, dtype=dtype)
+    x = rng.normal(size=(B, 13)).astype(dtype)
+    masks = None
+    if masked:
+        masks = [None] + [
+            ((rng.random((B, n)) >= 0.3) / 0.7).astype(dtype) for n in net.sizes[1:-1]
+        ]
+    return net, x, masks
+
+
+@needs_numba
+@pytest.mark.parametrize("masked", [False, True], ids=["plain", "dropout"])
+@pytest.mark.parametrize("B", [1, 7, 33])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
+def test_fused_layers_equal_the_numpy_pass_bit_for_bit(activation, dtype, B, masked):
+    """a^l = g(h^l) (times the mask) and delta *= g'(h^l): every h, a and delta the same."""
+    net, x, masks = layer_problem(activation, dtype, B, masked)
+    passes = {}
+    for name, fused in (("numpy", None), ("numba", kernels)):
+        ws = net.workspace(B, fused=fused)
+        np.copyto(ws.x, x)
+        fp = net.propagate(ws, masks)
+        deltas = []
+        for l in range(1, net.L + 1):
+            delta = np.random.default_rng(l).normal(size=(B, net.sizes[l])).astype(dtype)
+            deltas.append(fp.times_gprime(l, delta).copy())
+        passes[name] = ([h.copy() for h in fp.h[1:]], [a.copy() for a in fp.a], deltas)
+    for what, got, want in zip(("h", "a", "delta"), passes["numba"], passes["numpy"], strict=True):
+        for l, (g, w) in enumerate(zip(got, want, strict=True)):
+            assert_same_bits(g, w, f"{what}[{l}]")
+
+
+@needs_numba
+def test_fused_relu_keeps_numpy_on_nan_and_negative_zero():
+    h = np.array([[np.nan, -0.0, 0.0, -1.0, 2.0, np.inf, -np.inf]], np.float32)
+    a = np.ones((1, h.shape[1] + 1), np.float32)
+    assert kernels.activate("relu", h, a, None, np.empty_like(h))
+    assert_same_bits(a[:, :-1].copy(), np.maximum(h, 0))
+    assert a[0, -1] == 1  # the bias column is left alone
+    delta = np.arange(1.0, 8.0, dtype=np.float32)[None, :]
+    want = delta * (h > 0)
+    assert kernels.times_gprime("relu", delta, h, a, None)
+    assert_same_bits(delta, want)
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_fused_dropout_mask_equals_numpy(p, dtype):
+    m = np.random.default_rng(3).random((64, 50), dtype=dtype)
+    m[0, :3] = np.asarray([p, np.nextafter(m.dtype.type(p), 0), np.nextafter(m.dtype.type(p), 1)])
+    want = np.multiply(m >= p, m.dtype.type(1.0 / (1.0 - p)))
+    assert kernels.make_dropout_mask(m, p)
+    assert_same_bits(m, want)
+
+
+@needs_numba
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+def test_fused_gather_equals_take(parallel, monkeypatch):
+    if parallel:
+        monkeypatch.setattr(kernels, "GATHER_PARALLEL_MIN", 0)
+        monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 785)).astype(np.float32)
+    idx = rng.permutation(500)[:129]
+    out = np.empty((129, 785), np.float32)
+    assert kernels.gather(x, idx, out)
+    assert_same_bits(out, np.take(x, idx, axis=0))
+    assert not kernels.gather(x, idx.astype(np.int32), out)  # not intp: np.take's way
+
+
+@needs_numba
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_training_with_dropout_is_bit_identical_with_both_kernels(activation):
+    """The whole loop (gather, masks, forward, backward, Adam) with either kernels."""
+    weights = {}
+    for choice in ("numpy", "numba"):
+        rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(9).spawn(2)]
+        net = nnet.Network([4, 32, 16, 3], activation, loss="cross_entropy", seed=rngs[0])
+        opt = make_optimizer("adam", kernels=choice)
+        trainer = Trainer.gradient(
+            net, opt, lr=0.01, batch_size=16, epochs=3, rng=rngs[1], dropout=[0.2, 0.5, 0.5]
+        )
+        trainer.fit(blobs(), {})
+        assert trainer.update.fused is (kernels if choice == "numba" else None)
+        weights[choice] = net.weights
+    for a, b in zip(weights["numba"], weights["numpy"], strict=True):
+        assert_same_bits(a, b)
+
+
 # ----------------------------------------------------------------------------- the choice
 
 
 @pytest.fixture
 def no_numba(monkeypatch):
     """This process as if Numba were not installed (and the kernels never loaded)."""
-    monkeypatch.setattr(optim, "_FUSED", {})
+    monkeypatch.setattr(kernel_choice, "_FUSED", {})
     monkeypatch.setitem(sys.modules, "numba", None)
-    monkeypatch.delitem(sys.modules, "nnet.training.kernels", raising=False)
+    monkeypatch.delitem(sys.modules, "nnet.kernels", raising=False)
 
 
 def test_auto_without_numba_runs_numpy_and_says_so_once(no_numba, capsys):

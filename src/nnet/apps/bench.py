@@ -15,13 +15,18 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from typing import Any
 
 import numpy as np
+
+from nnet.training.threads import limited, resolve, usable_cores
 
 Array = np.ndarray
 Run = Callable[[int], float]  # trains n samples; returns the seconds computing gradients
@@ -50,6 +55,14 @@ ROWS: list[tuple[str, str, int | None]] = [
     ("mlp800", "backprop", None),
     ("mlp800", "pytorch", None),
 ]
+# The rows measured again with one competing CPU-bound process running (``busy``): nnet
+# with the threads it chooses (or --threads), PyTorch with its default, every core.
+BUSY_ROWS: list[tuple[str, str]] = [
+    ("seed", "backprop"),
+    ("seed", "pytorch"),
+    ("mlp800", "backprop"),
+    ("mlp800", "pytorch"),
+]
 
 
 @dataclass
@@ -68,6 +81,8 @@ class Row:
     peak_mib: float  # rise of resident memory during the repeats, after a warm-up (Linux)
     extrapolated: bool  # timed on a few samples instead of whole epochs (the slow engines)
     measured: str
+    threads: int = 0  # the threads it computed with (BLAS, kernels; PyTorch's intra-op)
+    others: int = 0  # CPU-bound processes competing for the cores while it was measured
 
 
 def flops_per_sample(engine: str, sizes: Sequence[int]) -> float:
@@ -99,11 +114,50 @@ def flops_per_sample(engine: str, sizes: Sequence[int]) -> float:
     return float(total)
 
 
-def threads() -> int:
-    """The CPU cores this process may run on (PyTorch is given the same number)."""
-    if hasattr(os, "sched_getaffinity"):  # Linux
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+def threads_default() -> int:
+    """PyTorch's default thread count: the CPU cores this process may run on."""
+    return usable_cores()
+
+
+@contextlib.contextmanager
+def competitor() -> Iterator[None]:
+    """One other CPU-bound process (a Python busy loop) for the duration of the block."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # running before anything looks at the cores
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# What a fresh process pays before the first fused step: importing Numba and the kernels,
+# and compiling (or loading from the cache) every kernel a training run calls.
+WARM_UP = """
+import sys, time
+start = time.perf_counter()
+from nnet import kernels
+kernels.warm_up(sys.argv[1])
+print(time.perf_counter() - start)
+"""
+
+
+def compile_cost(dtype: str) -> tuple[float, float] | None:
+    """(seconds in a process that compiles the kernels, seconds in a later one that loads
+    them from the cache), measured in two fresh processes on an empty cache folder; None
+    without Numba."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return None
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        cold, warm = (
+            float(subprocess.run([sys.executable, "-c", WARM_UP, dtype], env=env, check=True,
+                                 capture_output=True, text=True).stdout)
+            for _ in range(2)
+        )  # fmt: skip
+    return cold, warm
 
 
 def training_data(dtype: str, data: str | None) -> tuple[Array, Array, str]:
@@ -143,14 +197,16 @@ def nnet_runner(config: dict[str, Any], engine: str, x: Array, y: Array, dtype: 
     return run
 
 
-def torch_runner(config: dict[str, Any], x: Array, y: Array, dtype: str) -> Run | None:
-    """The same training loop in PyTorch (CPU), or None when torch is not installed."""
+def torch_runner(
+    config: dict[str, Any], x: Array, y: Array, dtype: str, n_threads: int
+) -> Run | None:
+    """The same training loop in PyTorch (CPU) on ``n_threads`` threads, or None when torch
+    is not installed."""
     try:
         import torch
     except ImportError:
         return None
     F, sizes, mse = torch.nn.functional, config["sizes"], config["loss"] == "mse"
-    torch.set_num_threads(threads())
     torch.manual_seed(0)
     act = torch.nn.Sigmoid if config["activation"] == "sigmoid" else torch.nn.ReLU
     # a Linear and an activation per layer, but cross_entropy applies its own softmax
@@ -167,6 +223,7 @@ def torch_runner(config: dict[str, Any], x: Array, y: Array, dtype: str) -> Run 
     bs = config["batch"]
 
     def run(n: int) -> float:
+        torch.set_num_threads(n_threads)
         engine = 0.0
         for idx in torch.randperm(n).split(bs):
             xb, tb = tx[idx], targets[idx]
@@ -228,27 +285,33 @@ def run_bench(
     repeats: int = 3,
     dtype: str = "float32",
     data: str | None = None,
+    threads: str | int | None = None,
+    busy: bool = False,
     report: Callable[[Row], None] | None = None,
 ) -> tuple[list[Row], str]:
-    """Measure every selected row in this process, one after the other, then the gemm row;
-    ``report`` gets each row as soon as it is measured. Returns the rows and the data's name.
+    """Measure every selected row in this process, one after the other, then the gemm row,
+    then (``busy``) the ``BUSY_ROWS`` with one competing process; ``report`` gets each row as
+    soon as it is measured. nnet and PyTorch compute with ``threads`` (a number, or auto:
+    see :mod:`nnet.training.threads`), chosen anew for the busy rows, where PyTorch keeps its
+    default of every core. Returns the rows and the data's name.
     """
     x, y, source = training_data(dtype, data)
     rows: list[Row] = []
     report = report or (lambda row: None)
-    for name, engine, samples in ROWS:
-        if name not in configs or (engines is not None and engine not in engines):
-            continue
+    n_threads = resolve(threads)
+
+    def measured(name: str, engine: str, samples: int | None, n_threads: int, others: int) -> None:
         config = CONFIGS[name]
         if engine == "pytorch":
-            run = torch_runner(config, x, y, dtype)
+            run = torch_runner(config, x, y, dtype, n_threads)
         else:
             run = nnet_runner(config, engine, x, y, dtype)
         if run is None:
-            continue
+            return
         n = samples or len(x)
         # a slow row warms up on the samples it measures, so that their copy is not counted
-        seconds, engine_seconds, peak = measure(run, n, repeats, warmup=samples or 2000)
+        with limited(n_threads):
+            seconds, engine_seconds, peak = measure(run, n, repeats, warmup=samples or 2000)
         flops = flops_per_sample(engine, config["sizes"]) * n
         rows.append(Row(
             engine=engine, config=name, arch="-".join(map(str, config["sizes"])),
@@ -256,16 +319,32 @@ def run_bench(
             samples_per_s=n / seconds, gflops=flops / seconds / 1e9,
             engine_gflops=flops / engine_seconds / 1e9, peak_mib=peak,
             extrapolated=samples is not None, measured=f"{repeats} x {n} samples",
+            threads=n_threads, others=others,
         ))  # fmt: skip
         report(rows[-1])
-    rows.append(gemm_row())
+
+    def chosen(config: str, engine: str) -> bool:
+        return config in configs and (engines is None or engine in engines)
+
+    for name, engine, samples in ROWS:
+        if chosen(name, engine):
+            measured(name, engine, samples, n_threads, 0)
+    with limited(n_threads):
+        rows.append(gemm_row())
+    rows[-1].threads = n_threads
     report(rows[-1])
+    busy_rows = [(c, e) for c, e in BUSY_ROWS if chosen(c, e)] if busy else []
+    if busy_rows:
+        with competitor():
+            mine = resolve(threads)  # auto sees the competitor now
+            for name, engine in busy_rows:
+                measured(name, engine, None, threads_default() if engine == "pytorch" else mine, 1)
     return rows, source
 
 
 def summary(rows: Sequence[Row]) -> list[str]:
     """The ratios the rows are for, in words (only those the rows allow)."""
-    by = {(r.config, r.engine): r for r in rows}
+    by = {(r.config, r.engine): r for r in rows if not r.others}
     lines = []
     for config, a, b in [("seed", "backprop", "pytorch"), ("mlp800", "backprop", "pytorch"),
                          ("seed", "frontprop", "backprop")]:  # fmt: skip
@@ -282,6 +361,16 @@ def summary(rows: Sequence[Row]) -> list[str]:
             f"float32 GEMM's {gemm.gflops:.0f} GFLOP/s over the whole epoch, and "
             f"{100 * big.engine_gflops / gemm.gflops:.0f} % while computing gradients"
         )
+    busy = {(r.config, r.engine): r for r in rows if r.others}
+    for config in CONFIGS:
+        mine, theirs = busy.get((config, "backprop")), busy.get((config, "pytorch"))
+        if mine and theirs:
+            lines.append(
+                f"{config}, with one competing process: backprop ({mine.threads} thread"
+                f"{'s' if mine.threads > 1 else ''}) takes "
+                f"{mine.seconds_per_epoch / theirs.seconds_per_epoch:.2f} x PyTorch's "
+                f"({theirs.threads} thread{'s' if theirs.threads > 1 else ''}) time per epoch"
+            )
     if mx := by.get(("seed", "matrix")):
         lines.append(
             f"seed: matrix takes {mx.seconds_per_epoch:.1f} s per epoch (extrapolated), "
@@ -294,6 +383,7 @@ def summary(rows: Sequence[Row]) -> list[str]:
 
 HEADER = (
     f"{'engine':<10} {'config':<7} {'architecture':<20} {'batch':>5} {'dtype':<8}"
+    f"{'threads':>7} {'busy':>4}"
     f"{'s/epoch':>11}  {'samples/s':>10} {'GFLOP/s':>8} {'engine':>8} {'peak MiB':>8}"
 )
 
@@ -306,6 +396,7 @@ def format_row(row: Row) -> str:
 
     return (
         f"{row.engine:<10} {row.config:<7} {row.arch:<20} {row.batch:>5} {row.dtype:<8}"
+        f"{row.threads:>7} {'yes' if row.others else 'no':>4}"
         f"{cell(row.seconds_per_epoch, '10.3f'):>11}{'*' if row.extrapolated else ' '} "
         f"{cell(row.samples_per_s, '10.0f'):>10} {row.gflops:8.2f} {row.engine_gflops:8.2f} "
         f"{cell(row.peak_mib, '8.1f'):>8}"

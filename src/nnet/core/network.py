@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -90,6 +91,7 @@ class ForwardPass:
     a: list[Array]
     work: list[Array]
     masks: Masks = None
+    fused: ModuleType | None = None  # nnet.kernels for the fused loops, None: NumPy's
 
     @property
     def B(self) -> int:
@@ -120,6 +122,7 @@ class ForwardPass:
             [None if h is None else h[:B] for h in self.h],
             [a[:B] for a in self.a],
             [z[:B] for z in self.work],
+            fused=self.fused,
         )
 
     def mask(self, l: int) -> Array | None:
@@ -142,6 +145,10 @@ class ForwardPass:
         """delta *= g'(h^l) in place (the mask too, with dropout); returns delta."""
         g, h = self.g[l], self.h[l]
         assert g is not None and h is not None, "times_gprime needs 1 <= l <= L"
+        if self.fused is not None and self.fused.times_gprime(
+            g.name, delta, h, self.a[l], self.mask(l)
+        ):
+            return delta  # the same numbers, in one pass (nnet.kernels)
         if self.mask(l) is None:
             return g.times_prime(delta, h, self.a[l][:, :-1])
         delta *= self.gprime(l)
@@ -300,8 +307,11 @@ class Network:
         return arr
 
     # ----------------------------------------------------------------- forward
-    def workspace(self, B: int) -> ForwardPass:
-        """Empty arrays for a forward pass of B samples (a^l's bias column already 1)."""
+    def workspace(self, B: int, *, fused: ModuleType | None = None) -> ForwardPass:
+        """Empty arrays for a forward pass of B samples (a^l's bias column already 1).
+
+        ``fused``: the module :mod:`nnet.kernels` to compute the activations and their
+        derivatives in fused loops (the same numbers), or None for the NumPy code."""
         a = [np.empty((B, n + 1), dtype=self.dtype) for n in self.sizes]
         for a_l in a:
             a_l[:, -1] = 1.0  # bias extension a^l_{#l} = 1, never overwritten
@@ -310,7 +320,7 @@ class Network:
         # bias column: multi-pass activations run faster on contiguous memory than on the
         # strided view of a^l (docs/performance.md).
         work = [np.empty((B, n), self.dtype) for n in self.sizes]
-        return ForwardPass(self.g, h, a, work)
+        return ForwardPass(self.g, h, a, work, fused=fused)
 
     def propagate(self, ws: ForwardPass, masks: Masks = None) -> ForwardPass:
         """The forward pass of the input already in ``ws.x``, written into ``ws``.
@@ -324,11 +334,17 @@ class Network:
             ws.x[...] *= masks[0]
         for l in range(1, self.L + 1):
             np.matmul(a[l - 1], self.weights[l - 1], out=h[l])  # h^l = a^(l-1) w^(l-1)
+            g = self.g[l]
+            assert g is not None
+            m = masks[l] if masks is not None and l < self.L else None
+            if ws.fused is not None and ws.fused.activate(g.name, h[l], a[l], m, ws.work[l]):
+                continue  # the same numbers as below, in one pass (nnet.kernels)
             a_l = a[l][:, :-1]
-            np.copyto(a_l, self.g[l](h[l], out=ws.work[l]))  # type: ignore[misc]  # a^l = g(h^l)
-            if masks is not None and l < self.L and masks[l] is not None:
-                a_l *= masks[l]
-        return ForwardPass(ws.g, h, a, ws.work, None if masks is None else list(masks))
+            np.copyto(a_l, g(h[l], out=ws.work[l]))  # a^l = g(h^l)
+            if m is not None:
+                a_l *= m
+        masks = None if masks is None else list(masks)
+        return ForwardPass(ws.g, h, a, ws.work, masks, fused=ws.fused)
 
     def forward_pass(
         self, x: Any, *, masks: Masks = None, ws: ForwardPass | None = None

@@ -34,6 +34,7 @@ import numpy as np
 from nnet.core.engines import get_engine
 from nnet.core.network import ForwardPass, Network
 from nnet.errors import NnetError
+from nnet.kernel_choice import fused_kernels
 from nnet.training.optim import Optimizer
 
 Array = np.ndarray
@@ -161,6 +162,8 @@ class GradientUpdate:
         self.lr = lr
         self.rng = rng
         self.engine = get_engine(engine)
+        # the optimizer's choice of kernels holds for the whole step: nnet.kernels or None
+        self.fused = fused_kernels(optimizer.kernels)
         if dropout is not None:
             dropout = [float(p) for p in dropout]
             if len(dropout) != net.L or not all(0 <= p < 1 for p in dropout):
@@ -197,7 +200,8 @@ class GradientUpdate:
                 continue
             m = m[:B]
             self.rng.random(dtype=m.dtype, out=m)
-            np.multiply(m >= p, m.dtype.type(1.0 / (1.0 - p)), out=m)
+            if self.fused is None or not self.fused.make_dropout_mask(m, p):
+                np.multiply(m >= p, m.dtype.type(1.0 / (1.0 - p)), out=m)
             out.append(m)
         return out
 
@@ -211,12 +215,23 @@ class GradientUpdate:
         self.optimizer.step(net.weights, grads, lr)  # type: ignore[arg-type]
 
 
+class Augment(Protocol):
+    """Distorts a batch of training inputs (B, #0) in place, drawing from its own generator
+    ``rng``, which checkpoints save (:class:`nnet.data.augment.Augmenter`)."""
+
+    rng: np.random.Generator
+
+    def __call__(self, rows: Array) -> None: ...
+
+
 class Trainer:
     """Mini-batch training of ``net`` by ``update``; see the module docstring.
 
     ``rng`` drives the shuffling (and the update's random draws share it: dropout masks,
     populations). ``patience`` > 0 stops after that many epochs without a better validation
-    loss; ``restore_best`` puts the best epoch's weights back at the end.
+    loss; ``restore_best`` puts the best epoch's weights back at the end. ``augment``
+    distorts the inputs of every training batch once they are gathered (never the
+    evaluation splits).
     """
 
     def __init__(
@@ -229,6 +244,7 @@ class Trainer:
         rng: np.random.Generator,
         patience: int = 0,
         restore_best: bool = True,
+        augment: Augment | None = None,
     ) -> None:
         if batch_size < 1:
             raise NnetError(f"batch size must be at least 1; got {batch_size}.")
@@ -243,6 +259,7 @@ class Trainer:
         self.rng = rng
         self.patience = int(patience)
         self.restore_best = restore_best
+        self.augment = augment
         # The best weights by validation loss: (loss, epoch, weights), when there is one.
         self.best: tuple[float, int, list[Array]] | None = None
         self.epoch = 0  # epochs completed
@@ -333,14 +350,18 @@ class Trainer:
         net, bs, p, update = self.net, self.batch_size, self.progress, self.update
         assert p is not None
         x1 = self._with_bias(train.x)
-        ws = net.workspace(min(bs, len(train)))
+        fused = getattr(update, "fused", None)  # nnet.kernels, when the update uses them
+        ws = net.workspace(min(bs, len(train)), fused=fused)
         t_buf = np.empty((ws.B,) + train.t.shape[1:], dtype=train.t.dtype)
         start = time.perf_counter()
         for b in range(p["batch"], n_batches):
             idx = perm[b * bs : (b + 1) * bs]
             fp = ws.rows(len(idx))
             # gather whole rows [x, 1] straight into the workspace's a^0 (no extra copy)
-            np.take(x1, idx, axis=0, out=fp.a[0], mode="clip")
+            if fused is None or not fused.gather(x1, idx, fp.a[0]):
+                np.take(x1, idx, axis=0, out=fp.a[0], mode="clip")
+            if self.augment is not None:
+                self.augment(fp.x)  # in place, from its own generator
             # an autoencoder's targets are its inputs: no second gather, unless the update
             # is about to scale the inputs in place (input dropout)
             if train.t is train.x and not update.modifies_input:

@@ -18,7 +18,7 @@ block stay in the CPU cache. Each number sees exactly the same operations in the
 order either way, so the result does not depend on the blocks.
 
 Kernels: with Numba installed (``pip install 'nnet[fast]'``), the update of each matrix runs
-instead as one fused, compiled loop (:mod:`nnet.training.kernels`) that makes the same
+instead as one fused, compiled loop (:mod:`nnet.kernels`) that makes the same
 operations in the same order, so its results are the NumPy ones bit for bit, in one pass
 over memory instead of ten. ``kernels=`` chooses: ``"auto"`` (the fused kernels when Numba
 loads, else the NumPy ones, with one notice line on stderr per process), ``"numba"`` (an
@@ -29,84 +29,20 @@ either way, so a checkpoint written with one resumes with the other.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import os
-import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
 import numpy as np
 
 from nnet.errors import NnetError
+from nnet.kernel_choice import check_kernels, fused_kernels
 
 Array = np.ndarray
 
 FLUSH = 2.0**-100  # see Adam._update
 FLUSH_EVERY = 8  # steps between two flushes of subnormal numbers (Adam._update)
 BLOCK = 65536  # numbers per block: the arrays of one block fit in a core's cache
-
-KERNELS = ("auto", "numba", "numpy")
-NOTICE = (
-    "nnet: Numba is not installed; the NumPy kernels run "
-    "(pip install 'nnet[fast]' for the fused ones)."
-)
-# What loading nnet.training.kernels gave ("module" or "reason"), and whether the notice
-# was printed: once per process.
-_FUSED: dict[str, object] = {}
-
-
-def check_kernels(kernels: str | None = None) -> str:
-    """The kernels asked for: ``kernels``, else ``$NNET_KERNELS``, else ``"auto"``; checked.
-
-    ``"numba"`` without Numba installed is an NnetError here, before anything runs.
-    """
-    source = "kernels"
-    if kernels is None:
-        kernels = os.environ.get("NNET_KERNELS", "").strip().lower() or "auto"
-        source = "NNET_KERNELS"
-    if kernels not in KERNELS:
-        raise NnetError(f"{source} must be one of {', '.join(KERNELS)}; got {kernels!r}.")
-    if kernels == "numba" and "module" not in _FUSED and importlib.util.find_spec("numba") is None:
-        raise NnetError(
-            f"{source}=numba asks for the fused kernels, but Numba is not installed: "
-            "pip install 'nnet[fast]', or use the NumPy kernels."
-        )
-    return kernels
-
-
-def fused_kernels(kernels: str) -> ModuleType | None:
-    """The module of fused kernels for a (checked) request, or None for the NumPy ones.
-
-    ``"auto"`` prints :data:`NOTICE` (or why Numba did not load) on stderr the first time
-    in the process that it falls back; ``"numba"`` raises an NnetError instead.
-    """
-    if kernels == "numpy":
-        return None
-    if not _FUSED:
-        try:
-            _FUSED["module"] = importlib.import_module("nnet.training.kernels")
-        except ImportError as exc:  # not installed, or installed but unusable
-            if isinstance(exc, ModuleNotFoundError) and exc.name in ("numba", "llvmlite"):
-                _FUSED["reason"] = "Numba is not installed"
-            else:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                _FUSED["reason"] = f"Numba could not be loaded ({first})"
-    module = _FUSED.get("module")
-    if module is not None:
-        return module  # type: ignore[return-value]
-    reason = _FUSED["reason"]
-    if kernels == "numba":
-        raise NnetError(f"the fused kernels cannot run: {reason}; pip install 'nnet[fast]'.")
-    if not _FUSED.get("noticed"):
-        _FUSED["noticed"] = True
-        if reason == "Numba is not installed":
-            print(NOTICE, file=sys.stderr)
-        else:
-            print(f"nnet: {reason}; the NumPy kernels run.", file=sys.stderr)
-    return None
-
 
 class Optimizer:
     """Base class: subclasses implement ``_update(k, rows, w, g, lr, tmp)`` for one block,
