@@ -2,10 +2,10 @@
 update and trainer.
 
 A model file or a checkpoint records the settings, and :func:`build` rebuilds exactly the
-same run from them. Every random choice comes from ``settings.seed`` through three
-independent streams: the initial weights, the validation split, and the training order
+same run from them. Every random choice comes from ``settings.seed`` through four
+independent streams: the initial weights, the validation split, the training order
 (shuffling and dropout masks; for the gradient-free trainers, the population and every
-genetic or evolutionary random draw).
+genetic or evolutionary random draw), and the distortions of ``--augment``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 
 from nnet.core.engines.matrix import DEFAULT_MEMORY_BUDGET
 from nnet.core.network import Network
+from nnet.data.augment import Augmenter, Strengths
 from nnet.data.datasets import DATASETS, load, one_hot, split_validation, to_inputs
 from nnet.data.folders import read_image_folder
 from nnet.data.tables import Standardizer, Table, read_arrays, read_table
@@ -33,7 +34,7 @@ from nnet.files.checkpoint import save_checkpoint as write_checkpoint
 from nnet.training.evolution import EvolutionUpdate, GeneticUpdate
 from nnet.training.loop import GradientUpdate, Split, StopFlag, Trainer, Update
 from nnet.training.optim import Optimizer, make_optimizer, make_schedule
-from nnet.training.presets import PRESETS, TRAINER_DEFAULTS, settings_for
+from nnet.training.presets import AUGMENT_STRENGTHS, PRESETS, TRAINER_DEFAULTS, settings_for
 from nnet.training.settings import CUSTOM, Settings
 
 
@@ -181,6 +182,28 @@ def make_update(settings: Settings, net: Network, rng: np.random.Generator) -> U
     )
 
 
+def make_augmenter(
+    settings: Settings, shape: tuple[int, ...] | None, rng: np.random.Generator
+) -> Augmenter | None:
+    """The augmenter of a run with ``--augment`` (None without), distorting images of
+    ``shape`` (H, W[, C]; None: the data are not images) with the settings' strengths."""
+    if not settings.augment:
+        return None
+    if shape is None:
+        raise NnetError(
+            "--augment distorts images: train on mnist, fashion-mnist or a folder of images "
+            "(--data-file DIR), not on a table."
+        )
+    strengths = Strengths(**{k: getattr(settings, k) for k in AUGMENT_STRENGTHS})
+    augmenter = Augmenter(strengths, shape, rng, settings.dtype)
+    if augmenter.n_inputs != settings.sizes[0]:
+        raise NnetError(
+            f"--augment: images of {'x'.join(map(str, shape))} have {augmenter.n_inputs} "
+            f"values, but the network takes {settings.sizes[0]} inputs."
+        )
+    return augmenter
+
+
 def available_memory() -> int | None:
     """The bytes this run may use: ``$NNET_MEMORY_LIMIT`` (bytes, or with a K, M or G
     suffix) when set, else the memory the system reports available, else None (unknown)."""
@@ -254,17 +277,23 @@ def build(
 ) -> Experiment:
     """Everything a training run needs, from ``settings`` alone plus where the data is: a
     dataset's folder (``data``), or the user's own ``arrays`` (the arguments of
-    :func:`splits_from_arrays` after ``settings``: ``x``, ``y``, ``n_classes``, ``test``).
+    :func:`splits_from_arrays` after ``settings``: ``x``, ``y``, ``n_classes``, ``test``;
+    and ``image_shape`` (H, W[, C]) when the rows are images, for ``--augment``).
     NnetError first if it would not fit in memory."""
     if (arrays is None) != (settings.dataset in DATASETS):
         raise NnetError(
             f"a run on {settings.dataset!r} needs "
             + ("arrays of the user's own data." if arrays is None else "no arrays.")
         )
+    arrays = None if arrays is None else dict(arrays)
+    image_shape = arrays.pop("image_shape", None) if arrays is not None else None
+    if settings.dataset in DATASETS:
+        image_shape = (DATASETS[settings.dataset].side,) * 2
     check_memory(settings, arrays)
-    init_rng, split_rng, train_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(settings.seed).spawn(3)
-    )
+    init_rng, split_rng, train_rng, augment_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(settings.seed).spawn(4)
+    )  # the first three as before the fourth stream existed: the same runs
+    augmenter = make_augmenter(settings, image_shape, augment_rng)
     net = Network(
         settings.sizes,
         settings.one_or_list("activation"),
@@ -280,6 +309,7 @@ def build(
         epochs=settings.epochs,
         rng=train_rng,
         patience=settings.patience,
+        augment=augmenter,
     )
     if arrays is None:
         where = {"data": data, "download": download, "progress": progress}
@@ -335,18 +365,21 @@ def fit(
     *,
     n_classes: int | None = None,
     test: tuple[Any, Any] | None = None,
+    image_shape: tuple[int, ...] | None = None,
     **options: Any,
 ) -> Experiment:
     """Train a network on the user's own data, as ``nnet train`` would: features ``x``
     (N, #0), and labels ``y`` in 0 .. ``n_classes`` - 1 for a classifier or values for a
     regressor (``settings.task``); ``test`` = (x_test, y_test) is evaluated after every
     epoch; ``settings.val`` samples are held out for validation and early stopping.
+    ``image_shape`` (H, W[, C]): the rows of ``x`` are such images (for ``settings.augment``).
     ``options`` are those of :func:`run` (callbacks, metrics file, checkpoint, stop flag).
     Returns the trained experiment: ``exp.net`` (the best epoch's weights when there is a
     validation split), ``exp.trainer.history``."""
     if settings.dataset != CUSTOM:
         settings = settings.replace(dataset=CUSTOM)
-    exp = build(settings, arrays={"x": x, "y": y, "n_classes": n_classes, "test": test})
+    arrays = {"x": x, "y": y, "n_classes": n_classes, "test": test, "image_shape": image_shape}
+    exp = build(settings, arrays=arrays)
     run(exp, **options)
     return exp
 
@@ -381,6 +414,14 @@ class UserData:
     table: Table
     input: dict[str, Any]
     scaling: Standardizer | None
+
+    @property
+    def image_shape(self) -> tuple[int, ...] | None:
+        """(H, W, C) of every row when the data are images, else None."""
+        if self.input.get("kind") != "images":
+            return None
+        width, height = self.input["size"]
+        return (height, width, 3 if self.input["color"] == "rgb" else 1)
 
     @property
     def x(self) -> np.ndarray:

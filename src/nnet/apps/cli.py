@@ -25,13 +25,14 @@ from tqdm import tqdm
 from nnet.core.engines import ENGINES, gradients
 from nnet.core.gradcheck import check_engines
 from nnet.core.network import DTYPES, Network
-from nnet.data.datasets import DATASETS, one_hot
+from nnet.data.datasets import DATASETS, one_hot, to_inputs
 from nnet.data.datasets import load as load_dataset
 from nnet.errors import NnetError
 from nnet.experiment import (
     Experiment,
     UserData,
     build,
+    make_augmenter,
     model_meta,
     read_user_data,
     resume,
@@ -44,7 +45,13 @@ from nnet.files.checkpoint import read_checkpoint
 from nnet.files.model_file import load as load_model
 from nnet.files.model_file import save as save_model
 from nnet.training.loop import DivergenceError, Split, StopFlag, Trainer, evaluate
-from nnet.training.presets import PRESETS, TRAINER_DEFAULTS, flag, settings_for
+from nnet.training.presets import (
+    AUGMENT_STRENGTHS,
+    PRESETS,
+    TRAINER_DEFAULTS,
+    flag,
+    settings_for,
+)
 from nnet.training.settings import (
     CUSTOM,
     FIELDS,
@@ -213,8 +220,9 @@ POPULATION_HELP = {
 def add_setting(p: argparse._ActionsContainer, key: str, help: str = "") -> None:
     """The flag of the setting ``key``, parsed and checked by the field's check."""
     check = FIELDS[key].metadata["check"]
-    if key == "nesterov":
-        p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+    if key in ("nesterov", "augment"):  # true or false: --X and --no-X
+        help = help or FIELDS[key].metadata["help"] or None
+        p.add_argument(flag(key), action=argparse.BooleanOptionalAction, default=None, help=help)
         return
     choice = getattr(check, "inner", check)
     help = help or FIELDS[key].metadata["help"] or None
@@ -352,6 +360,7 @@ def start_run(args: argparse.Namespace) -> tuple[Experiment, Path | None, UserDa
         own = read_user_data(args.data_file, target=args.target, task=args.task, **size)
         classes = len(own.table.classes) or None
         where = {"arrays": {"x": own.x, "y": own.table.y, "n_classes": classes}}
+        where["arrays"]["image_shape"] = own.image_shape  # images: --augment can distort them
     if args.resume is not None:
         given = [flag(k) for k in ("preset", *RUN_FLAGS) if getattr(args, k) is not None]
         if given:
@@ -720,6 +729,44 @@ def add_inspect(sub: Subcommands) -> None:
     add_data_flags(p)
 
 
+def add_augment(sub: Subcommands) -> None:
+    help = "a picture of training images and random distortions of each (--augment)"
+    p = command(sub, "augment", cmd_augment, help)
+    help = "the preset whose strengths to start from (default distorted)"
+    p.add_argument("--preset", choices=list(PRESETS), help=help)
+    for key in AUGMENT_STRENGTHS:
+        add_setting(p, key)
+    add_data_flags(p)
+    p.add_argument("--count", type=checked(Number(int, 1, 100)), default=10,
+                   help="images, one per row (default 10)")  # fmt: skip
+    p.add_argument("--versions", type=checked(Number(int, 1, 50)), default=8,
+                   help="distortions of each image (default 8)")  # fmt: skip
+    help = "seed of the distortions (default 0)"
+    p.add_argument("--seed", type=setting_type("seed"), default=0, help=help)
+    help = "the PNG file to write (default augmented.png)"
+    p.add_argument("--out", type=path_arg("out"), default=Path("augmented.png"), help=help)
+
+
+def cmd_augment(args: argparse.Namespace) -> int:
+    """Draw training images (the first of each class) and random distortions of each, as
+    --augment makes them with the preset's strengths and the flags given, into one PNG
+    picture: to judge the strengths by eye."""
+    from nnet.apps.augment_show import describe, draw_augmented, pick_examples
+
+    explicit = {k: getattr(args, k) for k in AUGMENT_STRENGTHS if getattr(args, k) is not None}
+    if args.dataset is not None:
+        explicit["dataset"] = args.dataset
+    settings = settings_for(args.preset or "distorted", {**explicit, "augment": True})
+    data = load_dataset(settings.dataset, args.data, download=not args.no_download)
+    inputs = to_inputs(data.x_train[pick_examples(data.y_train, args.count)], settings.dtype)
+    side = DATASETS[settings.dataset].side
+    augmenter = make_augmenter(settings, (side, side), np.random.default_rng(args.seed))
+    assert augmenter is not None
+    title = describe(settings)
+    print(draw_augmented(inputs, augmenter, args.out, versions=args.versions, title=title))
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     """On the test set: the confusion matrix, the first layer's weights as 28x28 images, the
     most confidently wrong digits and the hidden activations (or, for an autoencoder,
@@ -847,6 +894,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (
         add_train, add_evaluate, add_predict, add_serve, add_bench, add_plot, add_inspect,
+        add_augment,
         add_gradcheck, add_export,
     ):  # fmt: skip
         add(sub)

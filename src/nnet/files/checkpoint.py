@@ -8,7 +8,8 @@ A checkpoint is an ``.npz`` like a model file (never pickled, written atomically
   ``settings`` (from which :func:`nnet.experiment.build` rebuilds data, network, optimizer
   and schedule), and the trainer's state: epochs done, the per-epoch history, the best
   validation loss and its epoch, the pass under way (batches done, running sums, the
-  generator's state when it began) and the generator's state now.
+  generator's state when it began) and the generator's state now (and, with ``--augment``,
+  the augmentation generator's).
 
 :func:`read_checkpoint` checks the file and returns its settings and state: everything a
 model file's reader checks (:func:`nnet.files.model_file.open_archive`), then every field of
@@ -63,11 +64,19 @@ def save_checkpoint(settings: Settings, trainer: Trainer, path: str | os.PathLik
             "train_seconds": trainer.train_seconds,
             "progress": trainer.progress,
             "rng": trainer.rng.bit_generator.state,
+            **augment_state(trainer),
         },
     }
     arrays["meta"] = np.array(json.dumps(meta))
     with atomic_write(path) as f:
         np.savez(f, **arrays)
+
+
+def augment_state(trainer: Trainer) -> dict[str, Any]:
+    """The state of the run's augmentation generator (--augment), when it has one."""
+    if trainer.augment is None:
+        return {}
+    return {"augment_rng": trainer.augment.rng.bit_generator.state}
 
 
 @dataclass
@@ -136,6 +145,8 @@ class Checkpoint:
         trainer.train_seconds = state["train_seconds"]
         trainer.progress = None if state["progress"] is None else dict(state["progress"])
         trainer.rng.bit_generator.state = state["rng"]  # checked by read_checkpoint
+        if trainer.augment is not None:  # read_checkpoint checked it is there
+            trainer.augment.rng.bit_generator.state = state["augment_rng"]
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:

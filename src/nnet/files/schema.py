@@ -527,6 +527,7 @@ TRAINER_STATE = Record(
         "train_seconds": NONNEGATIVE,
         "progress": Optional_(PROGRESS),
         "rng": GENERATOR_STATE,
+        "augment_rng": Optional_(GENERATOR_STATE),  # --augment's generator (none before it)
     },
     required=("epoch", "history", "best", "early_stopped", "train_seconds", "progress", "rng"),
     strict=True,
@@ -626,6 +627,11 @@ def check_checkpoint_meta(meta: dict[str, Any]) -> tuple[Settings, dict[str, Any
             )
         trainer["best"] = [best[0], int(best[1])]
     check_generator(trainer["rng"], "trainer.rng")
+    augment_rng = trainer.get("augment_rng")
+    if settings.augment and augment_rng is None:
+        raise FieldError("trainer.augment_rng", "missing (the settings have augment on)")
+    if augment_rng is not None:
+        check_generator(augment_rng, "trainer.augment_rng")
     progress = trainer["progress"]
     if progress is not None:
         check_generator(progress["rng_start"], "trainer.progress.rng_start")

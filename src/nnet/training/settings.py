@@ -203,7 +203,7 @@ class Settings:
     with a trainer's defaults and explicit values laid over it.
     """
 
-    preset: str = _f("seed", Choice(("seed", "autoencoder", "best"), "preset"))
+    preset: str = _f("seed", Choice(("seed", "autoencoder", "best", "distorted"), "preset"))
     task: str = _f("classifier", Choice(TASKS, "task"))
     dataset: str = _f("mnist", Choice((*DATASETS, CUSTOM), "dataset"), "mnist or fashion-mnist")
     sizes: tuple[int, ...] = _f((784, 16, 16, 10), Sizes(), "layer sizes, e.g. 784,16,16,10")
@@ -254,6 +254,28 @@ class Settings:
     crossover_rate: float | None = _f(None, Optional_(PROBABILITY))
     elite: int | None = _f(None, Optional_(COUNT))
     sigma: float | None = _f(None, Optional_(POSITIVE))
+    # data augmentation of the training images (nnet.data.augment); the strengths apply
+    # with --augment only
+    augment: bool = _f(
+        False,
+        Flag(),
+        "distort every training batch of images at random (translation, rotation, zoom, "
+        "shear, elastic); validation and test images never",
+    )
+    translate: float = _f(2.0, NONNEGATIVE, "augment: largest shift along each axis, pixels")
+    rotate: float = _f(10.0, Number(float, 0, 180), "augment: largest rotation, degrees")
+    zoom: float = _f(
+        0.1, Number(float, 0, 1, hi_open=True), "augment: largest scaling of each axis, 0.1 = 10%%"
+    )
+    shear: float = _f(
+        10.0, Number(float, 0, 90, hi_open=True), "augment: largest horizontal shear, degrees"
+    )
+    elastic_alpha: float = _f(
+        0.0, NONNEGATIVE, "augment: scale of the elastic displacement field, pixels (0: off)"
+    )
+    elastic_sigma: float = _f(
+        4.0, POSITIVE, "augment: width of the Gaussian that smooths the elastic field, pixels"
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -304,6 +326,10 @@ class Settings:
             raise NnetError(
                 "evolution strategies need an even population of at least 2 (antithetic pairs "
                 f"theta +- sigma eps); got {self.population}."
+            )
+        if self.augment and self.task != "classifier":
+            raise NnetError(
+                f"--augment distorts the training images of a classifier, not of a {self.task}."
             )
         if self.dataset in DATASETS:
             if self.task == "regressor":
