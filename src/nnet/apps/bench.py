@@ -56,12 +56,15 @@ ROWS: list[tuple[str, str, int | None]] = [
     ("mlp800", "pytorch", None),
 ]
 # The rows measured again with one competing CPU-bound process running (``busy``): nnet
-# with the threads it chooses (or --threads), PyTorch with its default, every core.
-BUSY_ROWS: list[tuple[str, str]] = [
-    ("seed", "backprop"),
-    ("seed", "pytorch"),
-    ("mlp800", "backprop"),
-    ("mlp800", "pytorch"),
+# with the threads it chooses (or --threads), PyTorch with as many and with its default,
+# every core (the last row is left out where the two are the same).
+BUSY_ROWS: list[tuple[str, str, str]] = [
+    ("seed", "backprop", "chosen"),
+    ("seed", "pytorch", "chosen"),
+    ("seed", "pytorch", "default"),
+    ("mlp800", "backprop", "chosen"),
+    ("mlp800", "pytorch", "chosen"),
+    ("mlp800", "pytorch", "default"),
 ]
 
 
@@ -333,12 +336,15 @@ def run_bench(
         rows.append(gemm_row())
     rows[-1].threads = n_threads
     report(rows[-1])
-    busy_rows = [(c, e) for c, e in BUSY_ROWS if chosen(c, e)] if busy else []
+    busy_rows = [(c, e, w) for c, e, w in BUSY_ROWS if chosen(c, e)] if busy else []
     if busy_rows:
         with competitor():
             mine = resolve(threads)  # auto sees the competitor now
-            for name, engine in busy_rows:
-                measured(name, engine, None, threads_default() if engine == "pytorch" else mine, 1)
+            for name, engine, which in busy_rows:
+                if which == "chosen":
+                    measured(name, engine, None, mine, 1)
+                elif threads_default() != mine:
+                    measured(name, engine, None, threads_default(), 1)
     return rows, source
 
 
@@ -361,15 +367,19 @@ def summary(rows: Sequence[Row]) -> list[str]:
             f"float32 GEMM's {gemm.gflops:.0f} GFLOP/s over the whole epoch, and "
             f"{100 * big.engine_gflops / gemm.gflops:.0f} % while computing gradients"
         )
-    busy = {(r.config, r.engine): r for r in rows if r.others}
+
+    def n_threads(row: Row) -> str:
+        return f"{row.threads} thread{'s' if row.threads > 1 else ''}"
+
     for config in CONFIGS:
-        mine, theirs = busy.get((config, "backprop")), busy.get((config, "pytorch"))
-        if mine and theirs:
+        busy = [r for r in rows if r.others and r.config == config]
+        mine = next((r for r in busy if r.engine == "backprop"), None)
+        for theirs in (r for r in busy if r.engine == "pytorch" and mine):
+            assert mine is not None
             lines.append(
-                f"{config}, with one competing process: backprop ({mine.threads} thread"
-                f"{'s' if mine.threads > 1 else ''}) takes "
+                f"{config}, with one competing process: backprop ({n_threads(mine)}) takes "
                 f"{mine.seconds_per_epoch / theirs.seconds_per_epoch:.2f} x PyTorch's "
-                f"({theirs.threads} thread{'s' if theirs.threads > 1 else ''}) time per epoch"
+                f"({n_threads(theirs)}) time per epoch"
             )
     if mx := by.get(("seed", "matrix")):
         lines.append(
