@@ -30,13 +30,22 @@ def test_the_readme_table_has_sixteen_epochs():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("engine", "epochs"), [("backprop", 16), ("frontprop", 16), ("matrix", 6)])
-def test_every_engine_reproduces_the_readme_curve(engine, epochs, mnist_dir, tmp_path):
+@pytest.mark.parametrize(
+    ("engine", "epochs", "kernels"),
+    [("backprop", 16, "numba"), ("backprop", 16, "numpy"), ("frontprop", 16, "auto"),
+     ("matrix", 6, "auto")],
+)  # fmt: skip
+def test_every_engine_reproduces_the_readme_curve(engine, epochs, kernels, mnist_dir, tmp_path):
+    """... with the fused kernels and with NumPy's (the seed preset: SGD with momentum,
+    sigmoid)."""
+    if kernels == "numba":
+        pytest.importorskip("numba")
     metrics = tmp_path / "m.jsonl"
     out = subprocess.run(
         [sys.executable, "-m", "nnet", "train", "--preset", "seed", "--engine", engine,
          "--epochs", str(epochs), "--quiet", "--metrics", str(metrics),
-         "--out", str(tmp_path / "m.npz"), "--data", str(mnist_dir), "--no-download"],
+         "--out", str(tmp_path / "m.npz"), "--data", str(mnist_dir), "--no-download",
+         "--kernels", kernels],
         capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
