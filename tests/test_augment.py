@@ -113,6 +113,22 @@ def test_gaussian_smoothing_matches_its_definition():
     np.testing.assert_allclose(smooth(f, 2.0), scipy, rtol=1e-10, atol=1e-12)
 
 
+def test_the_elastic_field_is_smoothed_uniform_noise_times_alpha():
+    a = Augmenter(
+        Strengths(elastic_alpha=3.0, elastic_sigma=2.0), (24, 24), np.random.default_rng(0)
+    )
+    _, _, disp = a.draw(2000)
+    centre = disp[:, :, 12, 12].astype(np.float64)  # (B, 2): far from the borders
+    k = gaussian_matrix(24, 2.0, np.float64)[12]
+    expected = 3.0 * np.sqrt(1 / 3) * (k**2).sum()  # std of alpha sum_ij k_i k_j u_ij
+    assert abs(centre.mean()) < 0.05 * expected
+    assert centre.std() == pytest.approx(expected, rel=0.05)
+    # smooth: neighbours move together, pixels far apart independently
+    near = np.corrcoef(disp[:, 0, 12, 12], disp[:, 0, 12, 13])[0, 1]
+    far = np.corrcoef(disp[:, 0, 12, 2], disp[:, 0, 12, 22])[0, 1]
+    assert near > 0.9 and abs(far) < 0.1
+
+
 def test_the_batch_is_the_images_one_by_one():
     rng = np.random.default_rng(5)
     x = rng.random((6, 11, 11, 3), dtype=np.float32)
