@@ -407,3 +407,54 @@ def test_augment_trains_on_an_image_folder_in_colour(tmp_path):
                  "rgb", "--sizes", "108,8,2", "--augment", "--elastic-alpha", "2", "--epochs", "2",
                  "--batch-size", "8", "--out", str(out), "--quiet"])  # fmt: skip
     assert code == 0 and out.exists()
+
+
+@pytest.mark.slow
+def test_a_real_process_interrupted_by_sigint_resumes_bit_identically(mnist_dir, tmp_path):
+    """As tests/test_checkpoint.py does it, with --augment: SIGINT inside epoch 2."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from nnet.files.model_file import read_npz
+
+    run_args = [
+        "--sizes", "784,256,10", "--activation", "relu", "--loss", "cross_entropy",
+        "--optimizer", "adam", "--lr", "0.001", "--batch-size", "50", "--epochs", "3",
+        "--train-samples", "20000", "--dropout", "0.1,0.2", "--val", "1000", "--seed", "4",
+        "--augment", "--elastic-alpha", "20", "--threads", "1",
+    ]  # fmt: skip
+    env = {**os.environ, "NNET_DATA": str(mnist_dir)}
+
+    def nnet(*args: str) -> list[str]:
+        return [sys.executable, "-m", "nnet", "train", *args]
+
+    straight = tmp_path / "straight.ckpt.npz"
+    first_run = nnet(*run_args, "--quiet", "--out", str(tmp_path / "s.npz"), "--checkpoint",
+                     str(straight))  # fmt: skip
+    subprocess.run(first_run, check=True, env=env, capture_output=True, timeout=300)
+    ck = tmp_path / "run.ckpt.npz"
+    proc = subprocess.Popen(nnet(*run_args, "--out", str(tmp_path / "r.npz"), "--checkpoint",
+                                 str(ck)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)  # fmt: skip
+    first = proc.stdout.readline()
+    assert first.startswith("epoch 1/3"), first + proc.stderr.read()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    _, meta = read_npz(ck)
+    assert meta["trainer"]["epoch"] == 1 and meta["trainer"]["progress"]["batch"] > 0
+    assert "augment_rng" in meta["trainer"]
+    resumed = subprocess.run(nnet("--resume", str(ck), "--out", str(tmp_path / "r.npz"), "--json",
+                                  "--quiet"), env=env, capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout.splitlines()[-1])["epochs"] == 3
+    a, _ = read_npz(ck)
+    b, _ = read_npz(straight)
+    for k in range(2):
+        assert np.array_equal(a[f"w{k}"], b[f"w{k}"])
