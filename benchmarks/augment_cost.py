@@ -67,8 +67,12 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", default=None, help="data folder (default: $NNET_DATA, the cache)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="settings over the preset's, e.g. elastic_alpha=20")  # fmt: skip
     args = p.parse_args()
+    changes = dict(item.split("=", 1) for item in args.set)
     settings = settings_for(args.preset)
+    settings = settings.replace(**{k: type(getattr(settings, k))(v) for k, v in changes.items()})
     exp = build(settings, data=args.data, progress=False)
     augmenter = exp.trainer.augment
     assert augmenter is not None

@@ -172,27 +172,28 @@ def sample(
     """``images`` (B, H, W, C) resampled: output pixel p = (x, y) of image b is the bilinear
     read, zero outside the image, of the source at inv[b] @ p + offset[b] + (dx, dy)[b, y, x]
     (``dx``, ``dy``: (B, H, W) displacements in pixels, any strides, or None). Returns
-    (B, H, W, C), in ``out`` when given; ``work``: arrays to reuse (a :class:`Workspace` of
-    at least B images of this shape and dtype)."""
+    (B, H, W, C), in ``out`` when given (which may be ``images`` itself: they are read
+    first); ``work``: arrays to reuse (a :class:`Workspace` of at least B images of this
+    shape and dtype)."""
     B, H, W, C = images.shape
     dtype = images.dtype if images.dtype.kind == "f" else np.dtype(np.float32)
     if work is None or work.B < B or work.shape != (H, W, C) or work.dtype != dtype:
         work = Workspace(B, (H, W, C), dtype)
     inv, offset = inv.astype(dtype), offset.astype(dtype)
     gx = np.arange(W, dtype=dtype)
-    gy = np.arange(H, dtype=dtype)[:, None]
-    grid = (B, H, W)
+    gy = np.arange(H, dtype=dtype)
+    # Every array of the grid is laid out (H, B, W), the layout of the Augmenter's elastic
+    # fields: adding those is then a pass in memory order. (The order of the arithmetic
+    # does not change its results.)
+    grid = (H, B, W)
     x, y = work.get("x", grid), work.get("y", grid)
     # The source coordinates, + 1: in the images padded by a border of zeros. Each is the
-    # sum of a row (B, 1, W) and a column (B, H, 1).
-    row = inv[:, 0, 0, None, None] * gx + (offset[:, 0, None, None] + 1)
-    np.add(row, inv[:, 0, 1, None, None] * gy, out=x)
-    row = inv[:, 1, 0, None, None] * gx + (offset[:, 1, None, None] + 1)
-    np.add(row, inv[:, 1, 1, None, None] * gy, out=y)
-    if dx is not None:
-        x += dx
-    if dy is not None:
-        y += dy
+    # sum of a row (B, W) and a column (H, B).
+    for coord, k, d in ((x, 0, dx), (y, 1, dy)):
+        row = inv[:, k, 0, None] * gx + (offset[:, k, None] + 1)
+        np.add(row, (inv[None, :, k, 1] * gy[:, None])[:, :, None], out=coord)
+        if d is not None:
+            coord += d.transpose(1, 0, 2)
     # A read just outside an image is a read of its zero border; coordinates further out
     # are clipped onto the border.
     padded = work.padded[:B]
@@ -210,23 +211,27 @@ def sample(
     stride = W + 2
     y0 *= stride
     y0 += x0  # the index of the upper left neighbour within its padded image
+    base = np.arange(B) * ((H + 2) * stride)  # where each padded image starts in ``flat``
     idx = work.get("idx", grid)
-    np.copyto(idx, y0, casting="unsafe")
-    idx += (np.arange(B) * ((H + 2) * stride))[:, None, None]
-    shape = (B, H, W, C) if C > 1 else grid
+    if len(flat) < 2 ** np.finfo(dtype).nmant:  # every index exact in ``dtype``: add it there
+        y0 += base.astype(dtype)[:, None]
+        np.copyto(idx, y0, casting="unsafe")
+    else:
+        np.copyto(idx, y0, casting="unsafe")
+        idx += base[:, None]
+    shape = (H, B, W, C) if C > 1 else grid
     top, right, bottom = (work.get(name, shape) for name in ("top", "right", "bottom"))
     if C > 1:
         x, y = x[..., None], y[..., None]
-    np.take(flat, idx, axis=0, out=top)
-    idx += 1
-    np.take(flat, idx, axis=0, out=right)
+    # the four neighbours: ``flat`` read at idx, idx + 1, idx + stride, idx + stride + 1, as
+    # views of it shifted by those offsets (every index is in range: no bounds to check)
+    np.take(flat, idx, axis=0, out=top, mode="clip")
+    np.take(flat[1:], idx, axis=0, out=right, mode="clip")
     right -= top
     right *= x
     top += right  # the upper neighbours, interpolated along x
-    idx += stride
-    np.take(flat, idx, axis=0, out=right)
-    idx -= 1
-    np.take(flat, idx, axis=0, out=bottom)
+    np.take(flat[stride + 1 :], idx, axis=0, out=right, mode="clip")
+    np.take(flat[stride:], idx, axis=0, out=bottom, mode="clip")
     right -= bottom
     right *= x
     bottom += right  # the lower neighbours, interpolated along x
@@ -234,7 +239,9 @@ def sample(
     bottom *= y
     if out is None:
         out = np.empty((B, H, W, C), dtype)
-    np.add(top, bottom, out=out.reshape(shape))
+    # (H, B, W[, C]) views of ``out``: only an axis of 1 is dropped, and axes swapped
+    target = out.swapaxes(0, 1) if C > 1 else out[..., 0].swapaxes(0, 1)
+    np.add(top, bottom, out=target)
     return out
 
 
@@ -363,6 +370,10 @@ class Augmenter:
         if displacement is not None:
             dx, dy = displacement[:, 0], displacement[:, 1]
         work = self._reserve(B)
+        images = rows.reshape(B, H, W, C)
+        if np.shares_memory(images, rows):  # the usual case: written straight back
+            sample(images, inv, offset, dx, dy, out=images, work=work)
+            return
         result = work.get("result", (B, H, W, C))
-        sample(rows.reshape(B, H, W, C), inv, offset, dx, dy, out=result, work=work)
+        sample(images, inv, offset, dx, dy, out=result, work=work)
         np.copyto(rows, result.reshape(B, D))
