@@ -107,3 +107,49 @@ def test_train_threads_flag(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("nnet train: error: argument --threads: --threads must be")
+
+
+class FakeMachine:
+    """Two cores; ``others`` cores' worth of CPU used by other programs, ``mine`` by this
+    process, over each second of a clock that only moves when told."""
+
+    def __init__(self, monkeypatch):
+        self.now = 0.0
+        self.busy_ticks = 0
+        self.own_cpu = 0.0
+        monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+        monkeypatch.setattr(threads, "_cpu_ticks", lambda cpus: (self.busy_ticks, 10**9))
+        monkeypatch.setattr(threads, "auto_threads", lambda look=0.2: 2)
+        monkeypatch.setattr(threads.time, "perf_counter", lambda: self.now)
+        monkeypatch.setattr(threads.time, "process_time", lambda: self.own_cpu)
+        monkeypatch.setattr(os, "sysconf", lambda name: 100)
+
+    def second(self, others, mine):
+        self.now += 1.0
+        self.busy_ticks += round(100 * (others + mine))
+        self.own_cpu += mine
+
+
+def test_adaptive_follows_the_other_programs_not_itself(monkeypatch):
+    pytest.importorskip("numba")
+    import numba
+
+    machine = FakeMachine(monkeypatch)
+    np.ones((2, 2)) @ np.ones((2, 2))
+    with threads.Adaptive(every=1.0) as ctl:
+        assert ctl.n == 2 and set(blas_threads().values()) == {2}
+        machine.second(others=0.0, mine=1.9)  # alone, using both cores itself: stays at 2
+        assert ctl.check() == 2
+        machine.second(others=1.0, mine=1.0)  # another program takes a core: 1
+        assert ctl.check() == 1
+        assert set(blas_threads().values()) == {1} and numba.get_num_threads() == 1
+        machine.now += 0.5  # too soon to look again
+        assert ctl.check() == 1
+        machine.second(others=1.0, mine=0.5)  # 1.0 core-second of others in 1.5 s: 1.33 idle
+        assert ctl.check() == 1
+        machine.second(others=0.0, mine=1.0)  # the other program ended: back to 2
+        assert ctl.check() == 2
+        assert set(blas_threads().values()) == {2}
+        assert ctl.changes == [1, 2]
+    assert "NNET_THREADS" not in os.environ

@@ -400,7 +400,7 @@ def make_dropout_mask(m: Array, p: float) -> bool:
     return True
 
 
-GATHER_PARALLEL_MIN = 2**18  # numbers gathered below which one thread does it
+GATHER_PARALLEL_MIN = 2**22  # numbers gathered below which one thread does it (see below)
 
 
 def gather(x: Array, idx: Array, out: Array) -> bool:

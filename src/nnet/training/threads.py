@@ -11,9 +11,13 @@ threads as on an idle machine, and one thread was faster (docs/performance.md, m
 
 So nnet chooses (``--threads auto``, the default of ``nnet train`` and ``nnet bench``): the
 cores this process may run on (``os.sched_getaffinity``) minus those that other programs
-kept busy over a short look at ``/proc/stat`` before the run, and at least one.
-``--threads N`` (or ``$NNET_THREADS``) fixes the number instead; :func:`limited` applies it
-to the BLAS (through threadpoolctl) and to Numba for the duration of a block.
+kept busy over a short look at ``/proc/stat`` before the run, and at least one. During a
+``nnet train`` run, :class:`Adaptive` looks again at the start of every epoch (at most once a
+second), counting the CPU time of the other programs only (the cores' busy time minus this
+process's own), so that a run started on a busy machine takes the second core back when it
+frees up, and the other way round. ``--threads N`` (or ``$NNET_THREADS``) fixes the number
+instead; :func:`limited` applies it to the BLAS (through threadpoolctl) and to Numba for the
+duration of a block.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from nnet.errors import NnetError
 
@@ -70,15 +75,17 @@ def idle_cores(look: float = LOOK) -> float | None:
     return len(cpus) * (1.0 - busy_share)
 
 
+def _clamp(idle: float | None, cores: int) -> int:
+    """Threads for ``idle`` cores out of ``cores``: the idle ones rounded, at least 1."""
+    return cores if idle is None else max(1, min(cores, round(idle)))
+
+
 def auto_threads(look: float = LOOK) -> int:
     """``--threads auto``: the usable cores that other programs leave idle, at least 1."""
     cores = usable_cores()
     if cores == 1:
         return 1
-    idle = idle_cores(look)
-    if idle is None:
-        return cores
-    return max(1, min(cores, round(idle)))
+    return _clamp(idle_cores(look), cores)
 
 
 def check_threads(value: str | int | None) -> int | str:
@@ -106,6 +113,90 @@ def resolve(value: str | int | None) -> int:
     return auto_threads() if n == "auto" else int(n)
 
 
+def _set_threads(n: int) -> None:
+    """Numba's threads in this thread, and $NNET_THREADS for the kernels if they load later
+    (the BLAS is limited by the caller, through threadpoolctl)."""
+    os.environ["NNET_THREADS"] = str(n)
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+def _restore_numba(old: int | None) -> None:
+    """Numba's threads back to ``old``, or to its pool size (its own starting value) if it
+    was loaded meanwhile."""
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS if old is None else old)
+
+
+class Adaptive:
+    """``--threads auto`` through a run: :meth:`check` at the start of each epoch looks at
+    what other programs used of this process's cores since the last look (their busy time:
+    the cores' busy time from /proc/stat minus this process's own CPU time) and sets the
+    threads to the cores they left idle. Use as a context manager; ``n`` is the count now."""
+
+    def __init__(self, *, every: float = 1.0) -> None:
+        self.every = every  # seconds between two looks at least
+        self.cores = usable_cores()
+        self.cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+        self.hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.n = auto_threads() if self.cores > 1 else 1
+        self.changes: list[int] = []  # the counts it switched to, in order
+        self._limits: Any = None
+        self._mark()
+
+    def _mark(self) -> None:
+        self._when = time.perf_counter()
+        self._cpu = time.process_time()
+        self._ticks = _cpu_ticks(self.cpus) if self.cpus else None
+
+    def others_idle(self) -> float | None:
+        """Cores left idle by the other programs since the last look; None if unknown."""
+        ticks = _cpu_ticks(self.cpus) if self.cpus else None
+        wall = time.perf_counter() - self._when
+        if ticks is None or self._ticks is None or wall <= 0:
+            return None
+        busy = (ticks[0] - self._ticks[0]) / self.hz - (time.process_time() - self._cpu)
+        return self.cores - max(0.0, busy) / wall
+
+    def check(self) -> int:
+        """Look again (if ``every`` seconds passed) and apply the new count; returns it."""
+        if self.cores == 1 or time.perf_counter() - self._when < self.every:
+            return self.n
+        n = _clamp(self.others_idle(), self.cores)
+        self._mark()
+        if n != self.n:
+            self.n = n
+            self.changes.append(n)
+            self._apply()
+        return self.n
+
+    def _apply(self) -> None:
+        from threadpoolctl import threadpool_limits
+
+        if self._limits is not None:
+            self._limits.restore_original_limits()
+        self._limits = threadpool_limits(limits=self.n)
+        _set_threads(self.n)
+
+    def __enter__(self) -> Adaptive:
+        self._old_env = os.environ.get("NNET_THREADS")
+        numba = sys.modules.get("numba")
+        self._old_numba = numba.get_num_threads() if numba is not None else None
+        self._apply()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._limits is not None:
+            self._limits.restore_original_limits()
+        if self._old_env is None:
+            os.environ.pop("NNET_THREADS", None)
+        else:
+            os.environ["NNET_THREADS"] = self._old_env
+        _restore_numba(self._old_numba)
+
+
 @contextmanager
 def limited(n: int) -> Iterator[int]:
     """Within the block, the BLAS and the fused kernels compute with ``n`` threads each
@@ -113,11 +204,9 @@ def limited(n: int) -> Iterator[int]:
     from threadpoolctl import threadpool_limits
 
     old_env = os.environ.get("NNET_THREADS")
-    os.environ["NNET_THREADS"] = str(n)  # for nnet.kernels, if it loads within the block
     numba = sys.modules.get("numba")  # already loaded: set its threads directly
     old_numba = numba.get_num_threads() if numba is not None else None
-    if numba is not None:
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    _set_threads(n)
     try:
         with threadpool_limits(limits=n):
             yield n
@@ -126,5 +215,4 @@ def limited(n: int) -> Iterator[int]:
             os.environ.pop("NNET_THREADS", None)
         else:
             os.environ["NNET_THREADS"] = old_env
-        if numba is not None and old_numba is not None:
-            numba.set_num_threads(old_numba)
+        _restore_numba(old_numba)
