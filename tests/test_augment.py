@@ -3,12 +3,14 @@ generator in checkpoints, the picture, and the errors. Fake or tiny data only.""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import nnet
 from nnet.apps.cli import main
 from nnet.data.augment import (
     Augmenter,
@@ -309,8 +311,6 @@ def test_stopped_mid_epoch_and_resumed_is_bit_identical(tmp_path):
 
 
 def test_a_checkpoint_without_the_augment_generator_is_refused(tmp_path):
-    import json
-
     from nnet.files.model_file import read_npz
 
     x, y = tiny_images()
@@ -359,6 +359,19 @@ def test_the_picture_command_writes_a_png(tmp_path, capsys):
         assert im.format == "PNG"
         # 3 rows of 28 pixels and 5 columns (the image and 4 versions), 2-pixel gaps, x4
         assert im.size == (4 * (5 * 30 - 2), 4 * (3 * 30 - 2) + 30)
+
+
+def test_augment_trains_on_fashion_mnist(tmp_path, capsys):
+    fake_mnist(tmp_path / "data" / "fashion-mnist")  # the same files, another folder
+    out = tmp_path / "m.npz"
+    code = main(["train", "--dataset", "fashion-mnist", "--data", str(tmp_path / "data"),
+                 "--no-download", "--preset", "distorted", "--sizes", "784,16,10", "--dropout",
+                 "0.1", "--epochs", "2", "--batch-size", "8", "--out", str(out), "--quiet",
+                 "--json"])  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert summary["preset"] == "distorted" and summary["epochs"] == 2
+    assert nnet.load(out).meta["training"]["augment"] is True
 
 
 @pytest.mark.parametrize(
@@ -412,7 +425,6 @@ def test_augment_trains_on_an_image_folder_in_colour(tmp_path):
 @pytest.mark.slow
 def test_a_real_process_interrupted_by_sigint_resumes_bit_identically(mnist_dir, tmp_path):
     """As tests/test_checkpoint.py does it, with --augment: SIGINT inside epoch 2."""
-    import json
     import os
     import signal
     import subprocess
