@@ -357,8 +357,9 @@ def test_the_picture_command_writes_a_png(tmp_path, capsys):
     assert code == 0 and capsys.readouterr().out.strip() == str(out)
     with Image.open(out) as im:
         assert im.format == "PNG"
-        # 3 rows of 28 pixels and 5 columns (the image and 4 versions), 2-pixel gaps, x4
-        assert im.size == (4 * (5 * 30 - 2), 4 * (3 * 30 - 2) + 30)
+        # 3 rows of 28 pixels and 5 columns (the image and 4 versions), 2-pixel gaps, x4,
+        # and two lines of title
+        assert im.size == (4 * (5 * 30 - 2), 4 * (3 * 30 - 2) + 44)
 
 
 def test_augment_trains_on_fashion_mnist(tmp_path, capsys):

@@ -17,7 +17,6 @@ from matplotlib.figure import Figure
 from nnet.data.augment import Augmenter
 from nnet.errors import NnetError
 from nnet.fileio import atomic_write
-from nnet.training.presets import AUGMENT_STRENGTHS
 from nnet.training.settings import Settings
 
 Array = np.ndarray
@@ -83,7 +82,7 @@ def draw_augmented(
     if C == 1:
         picture = picture[..., 0]
     height, width = picture.shape[:2]
-    top = 30 if title else 0
+    top = 16 * (title.count("\n") + 1) + 12 if title else 0
     dpi = 100
     fig = Figure(figsize=(width * ZOOM / dpi, (height * ZOOM + top) / dpi), dpi=dpi)
     FigureCanvasAgg(fig)
@@ -91,7 +90,7 @@ def draw_augmented(
     ax.imshow(picture, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     if title:
-        fig.suptitle(title, fontsize=9, y=1 - 4 / (height * ZOOM + top), va="top")
+        fig.suptitle(title, fontsize=9, y=1 - 4 / (height * ZOOM + top), va="top", wrap=True)
     with atomic_write(path) as f:
         fig.canvas.print_png(f)
     return Path(path)
@@ -99,6 +98,14 @@ def draw_augmented(
 
 def describe(settings: Settings) -> str:
     """The strengths of ``settings`` in one line (the picture's title)."""
-    units = {"translate": " px", "rotate": "°", "zoom": "", "shear": "°"}
-    parts = [f"{k} {getattr(settings, k):g}{units.get(k, '')}" for k in AUGMENT_STRENGTHS]
-    return "left: as stored; then random distortions — " + ", ".join(parts)
+    s = settings
+    parts = [
+        f"shift ≤ {s.translate:g} px",
+        f"rotation ≤ {s.rotate:g}°",
+        f"zoom ≤ {100 * s.zoom:g} %",
+        f"shear ≤ {s.shear:g}°",
+        f"elastic α {s.elastic_alpha:g} px, σ {s.elastic_sigma:g} px"
+        if s.elastic_alpha
+        else "no elastic distortion",
+    ]
+    return "left: as stored; then random distortions\n" + ", ".join(parts)
