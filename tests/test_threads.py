@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -151,5 +152,21 @@ def test_adaptive_follows_the_other_programs_not_itself(monkeypatch):
         machine.second(others=0.0, mine=1.0)  # the other program ended: back to 2
         assert ctl.check() == 2
         assert set(blas_threads().values()) == {2}
-        assert ctl.changes == [1, 2]
+        assert ctl.used == [2, 1, 2]
     assert "NNET_THREADS" not in os.environ
+
+
+def test_train_json_says_which_threads_auto_used(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("NNET_THREADS", raising=False)
+    x = np.random.default_rng(1).normal(size=(80, 3))
+    data = tmp_path / "d.csv"
+    np.savetxt(data, np.c_[x, (x[:, 1] > 0).astype(int)], delimiter=",", header="a,b,c,label",
+               comments="", fmt="%.6g")  # fmt: skip
+    base = ["train", "--data-file", str(data), "--target", "label", "--epochs", "2",
+            "--out", str(tmp_path / "m.npz"), "--quiet", "--json"]  # fmt: skip
+    assert main(base) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    used = summary["threads"]
+    assert used and all(1 <= n <= threads.usable_cores() for n in used)
+    assert main([*base, "--threads", "1"]) == 0  # a fixed count: nothing to report
+    assert "threads" not in json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -142,7 +142,7 @@ class Adaptive:
         self.cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
         self.hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self.n = auto_threads() if self.cores > 1 else 1
-        self.changes: list[int] = []  # the counts it switched to, in order
+        self.used = [self.n]  # the counts it computed with, in order (first: the initial one)
         self._limits: Any = None
         self._mark()
 
@@ -168,7 +168,7 @@ class Adaptive:
         self._mark()
         if n != self.n:
             self.n = n
-            self.changes.append(n)
+            self.used.append(n)
             self._apply()
         return self.n
 
