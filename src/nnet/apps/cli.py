@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import numpy as np
 from tqdm import tqdm
 
+from nnet.apps.tune import add_tune, study_settings
 from nnet.core.engines import ENGINES, gradients
 from nnet.core.gradcheck import check_engines
 from nnet.core.network import DTYPES, Network
@@ -293,6 +294,10 @@ def add_train(sub: Subcommands) -> None:
     p.add_argument("--checkpoint", type=path_arg("out"), metavar="FILE", help=help)
     help = "continue the run saved in this checkpoint, with its own settings"
     p.add_argument("--resume", type=path_arg("in"), metavar="FILE", help=help)
+    help = "train the best trial of an nnet tune study (STORAGE: its database file or URL; "
+    help += "STUDY: its name, needed when the storage holds several) on the whole training "
+    help += "set; flags given explicitly override its settings; the test set is measured once"
+    p.add_argument("--from-study", metavar="STORAGE[:STUDY]", help=help)
     help = "write the loss and accuracy curves of the run to DIR/curves.png at the end"
     p.add_argument("--plot", type=path_arg("dir"), metavar="DIR", help=help)
     add_kernels_flag(p)
@@ -351,6 +356,9 @@ def start_run(args: argparse.Namespace) -> tuple[Experiment, Path | None, UserDa
     unless ``--checkpoint`` names another (a run on your own data needs its --data-file
     again)."""
     own = None
+    if args.from_study is not None and (args.resume or args.preset or args.data_file):
+        raise NnetError("--from-study trains the settings of a study's best trial: leave out "
+                        "--resume, --preset and --data-file.")  # fmt: skip
     where: dict[str, Any] = {"data": args.data, "download": not args.no_download}
     where["progress"] = not args.quiet
     if args.data_file is not None:
@@ -380,7 +388,12 @@ def start_run(args: argparse.Namespace) -> tuple[Experiment, Path | None, UserDa
     check_outputs(args)
     explicit = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}
     preset = args.preset or "seed"
-    if own is not None:
+    if args.from_study is not None:
+        settings, about = study_settings(args.from_study)
+        settings = settings.replace(**explicit)
+        if not args.quiet:
+            print(about)
+    elif own is not None:
         settings = user_settings(own, preset, explicit)
     else:
         settings = settings_for(preset, explicit)
@@ -436,6 +449,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def train(args: argparse.Namespace) -> int:
     """``nnet train``, its kernels chosen."""
     exp, checkpoint, own = start_run(args)
+    # --from-study: the test set is measured once, at the end, not after every epoch
+    held_back = exp.evals.pop("test", None) if args.from_study is not None else None
     trainer = exp.trainer
     stop = StopFlag()
     # The signals stay caught until the files are saved: a second SIGTERM during the final
@@ -469,6 +484,8 @@ def train(args: argparse.Namespace) -> int:
         plot_curves({Path(args.out).stem: trainer.history}, args.plot / "curves.png")
     # The figures of the model as saved (the best epoch's weights when there is a validation
     # split, which may not be the last epoch's), on the test split, else the validation one.
+    if held_back is not None:
+        exp.evals["test"] = held_back
     split = next((name for name in ("test", "val") if name in exp.evals), None)
     loss, acc = evaluate(model, exp.evals[split]) if split else (None, None)
     summary = {
@@ -895,7 +912,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (
         add_train, add_evaluate, add_predict, add_serve, add_bench, add_plot, add_inspect,
         add_augment,
-        add_gradcheck, add_export,
+        add_gradcheck, add_export, add_tune,
     ):  # fmt: skip
         add(sub)
     return parser
