@@ -6,6 +6,16 @@ and a JSON API: ``GET /api/model`` (:func:`model_info`), ``GET /api/random`` (a 
 digit) and ``POST /api/predict`` (:func:`parse_predict_body`, answered by
 :meth:`Server.predict` in a pool of threads, so that the event loop stays free).
 
+The learn view (``/learn``; ``/`` too when no model file is served) trains a network live:
+``POST /api/train`` (settings -> 202 with a run id, 409 while one trains),
+``POST /api/train/pause``, ``/resume``, ``/step``, ``/stop``, ``/switch`` (``{"engine": E}``),
+``/save`` (``{"name": "F.npz"}``, written in the server's save folder) and ``/predict``,
+``GET /api/train`` (the run's state), ``/api/train/model`` (its network, as ``/api/model``
+describes a model) and ``/api/train/events`` (Server-Sent Events). The run itself is a
+process of its own (:mod:`nnet.apps.learn`); these routes only talk to it
+(:meth:`Server._learn`). Without a model file, ``/api/predict`` answers with the network
+being trained.
+
 Every error is ``{"error": "one sentence"}`` with its status (400, 403 wrong Host or Origin,
 404, 405, 408 a request not whole within :data:`REQUEST_TIMEOUT`, 411, 413 body over
 :data:`MAX_BODY`, 415 not JSON, 422 outputs that overflow, 503 busy, 500 without details),
@@ -42,15 +52,17 @@ import h11
 import numpy as np
 import uvicorn
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from nnet.apps.learn import Busy, Gone, LearnHub
 from nnet.core.network import Network
 from nnet.data.datasets import MNIST, class_names
 from nnet.data.datasets import load as load_dataset
 from nnet.data.preprocess import to_mnist
 from nnet.errors import NnetError
 from nnet.files.model_file import load as load_model
+from nnet.training.settings import Settings
 from nnet.version import __version__
 
 Array = np.ndarray
@@ -95,6 +107,21 @@ PAGE_CSP = (
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 _GET = ("GET", "HEAD")  # HEAD comes with GET
 ROUTES = {"/": _GET, "/api/model": _GET, "/api/random": _GET, "/api/predict": ("POST",)}
+# The learn view: its page, and the routes that talk to the training process.
+LEARN_COMMANDS = ("pause", "resume", "step", "stop", "switch", "save", "predict")
+LEARN_ROUTES = {
+    "/learn": _GET,
+    "/api/train": ("GET", "HEAD", "POST"),
+    "/api/train/model": _GET,
+    "/api/train/events": ("GET",),
+    **{f"/api/train/{name}": ("POST",) for name in LEARN_COMMANDS},
+}
+ROUTES.update(LEARN_ROUTES)
+LEARN_BODY = 64 * 1024  # bytes of a learn request's body (settings, a command)
+LEARN_WAIT = 30.0  # seconds a command waits for the training process (a save: longer)
+SAVE_WAIT = 300.0
+MAX_VIEWERS = 64  # event streams open at once
+HEARTBEAT = 15.0  # seconds between two comments on an idle event stream
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _LOOPBACK_NAMES = {"localhost", "localhost.", "127.0.0.1", "::1"}
 _KINDS = {bool: "a boolean", str: "a string", type(None): "null", dict: "an object", list: "a list"}
@@ -409,13 +436,15 @@ class Server:
     ``test_images`` (N, 784) or (N, 28, 28), uint8 or floats in [0, 1], and ``test_labels``
     (N,) feed ``/api/random`` (404 without them); ``seed`` seeds its choice. ``log``: "errors"
     (one stderr line per failed request), "all" or "none". ``request_timeout``: seconds for
-    a request to arrive whole. Raises NnetError if ``net`` is not a 784 -> 10 classifier or
-    the address cannot be used.
+    a request to arrive whole. ``net`` None: no model file, the learn view and the network
+    it trains only. ``learn``: the learn view's hub (default: one that reads the data as
+    nnet train does and saves models in the current folder). Raises NnetError if ``net`` is
+    not a 784 -> 10 classifier or the address cannot be used.
     """
 
     def __init__(
         self,
-        net: Network,
+        net: Network | None,
         *,
         host: str = "127.0.0.1",
         port: int = 8000,
@@ -425,8 +454,10 @@ class Server:
         seed: int | None = None,
         web_dir: str | Path | None = None,
         request_timeout: float = REQUEST_TIMEOUT,
+        learn: LearnHub | None = None,
     ) -> None:
-        check_servable(net)
+        if net is not None:
+            check_servable(net)
         if log not in LOG_LEVELS:
             raise NnetError(f"log must be one of {', '.join(LOG_LEVELS)}; got {log!r}.")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
@@ -439,10 +470,17 @@ class Server:
         self.files = static_files(web)
         if "index.html" not in self.files:
             raise NnetError(f"the page is missing: no index.html in {web}.")
-        self.net, self.log, self.classes = net, log, class_names(net.meta, N_CLASSES)
+        meta = net.meta if net is not None else {}
+        self.net, self.log, self.classes = net, log, class_names(meta, N_CLASSES)
         self.images, self.labels, self.scale = _test_digits(test_images, test_labels)
         self.rng, self.rng_lock = np.random.default_rng(seed), threading.Lock()
-        self.info = _dumps(model_info(net, random_available=self.images is not None))
+        random_available = self.images is not None
+        self.info = (
+            None if net is None else _dumps(model_info(net, random_available=random_available))
+        )
+        self.learn = LearnHub() if learn is None else learn
+        self.viewers = 0  # event streams open
+        self._trained_info: tuple[str, bytes] | None = None  # (run id, /api/train/model)
         self.budget = BodyBudget()
         self.large_parses = asyncio.Semaphore(LARGE_PARSES)  # bound to the loop on first use
         self.socket = _listen(host, port)
@@ -496,8 +534,11 @@ class Server:
             self._stopped.wait()
 
     def server_close(self) -> None:
+        """Free the socket and the threads; stop the training process (a save under way
+        finishes first)."""
         self.socket.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.learn.close()
 
     # ------------------------------------------------------------------ answers
 
@@ -537,8 +578,12 @@ class Server:
         }
 
     def _answer_predict(self, body: bytes | bytearray) -> bytes:
-        """The JSON answer to a ``/api/predict`` body; run in the pool of threads."""
-        return _dumps(self.predict(parse_predict_body(body)))
+        """The JSON answer to a ``/api/predict`` body; run in the pool of threads. Without a
+        model file: the network being trained answers."""
+        x28 = parse_predict_body(body)
+        if self.net is None:
+            return _dumps(self._learn_command("predict", {"pixels": x28.tolist()}))
+        return _dumps(self.predict(x28))
 
     def log_request(self, method: str, path: str, status: int) -> None:
         """One stderr line per answer, as ``log`` asks ("errors": status 400 and up)."""
@@ -610,13 +655,177 @@ class Server:
                 f"{method} is not allowed on {path}; use {' or '.join(allowed)}.",
                 allow=", ".join(allowed),
             )
+        if path in LEARN_ROUTES:
+            return await self._learn(ex)
         if path == "/api/predict":
             return self._response(200, await self._predict(ex))
         if path == "/api/model":
+            if self.info is None:
+                raise RequestError(
+                    404, "no model file is served; train one in the learn view (/learn)."
+                )
             return self._response(200, self.info)
         if path == "/api/random":
             return self._response(200, _dumps(self.random_digit()))
+        if name == "index.html" and self.net is None and "learn.html" in self.files:
+            name = "learn.html"  # no model to draw for: the learn view is the page
         return self._response(200, *self.files[name], page=True)
+
+    # ------------------------------------------------------------------ the learn view
+
+    async def _learn(self, ex: _Exchange) -> Response:
+        """The learn view's page and routes (see the module docstring)."""
+        path, hub = ex.path, self.learn
+        if path == "/learn":
+            if "learn.html" not in self.files:
+                raise RequestError(404, "the learn view's page is missing.")
+            return self._response(200, *self.files["learn.html"], page=True)
+        if path == "/api/train/events":
+            return self._events()
+        if path == "/api/train/model":
+            return self._response(200, await self._trained_model())
+        if path == "/api/train" and ex.method != "POST":
+            return self._response(200, _dumps(hub.status()))
+        body = await self._small_json(ex)
+        name = path.rpartition("/")[2]
+        try:
+            if path == "/api/train":
+                started = await asyncio.get_running_loop().run_in_executor(
+                    self.pool, hub.start, body
+                )
+                return self._response(202, _dumps(started))
+            args = body if isinstance(body, dict) else {}
+            if name == "save":
+                args = {"path": str(hub.save_path(args.get("name")))}
+            elif name == "switch" and not isinstance(args.get("engine"), str):
+                raise RequestError(400, 'switch needs {"engine": NAME}.')
+            elif name == "predict":
+                x28 = await asyncio.get_running_loop().run_in_executor(
+                    self.pool, parse_predict_body, json.dumps(body).encode()
+                )
+                args = {"pixels": x28.tolist()}
+            future = asyncio.wrap_future(hub.command(name, args))
+            result = await asyncio.wait_for(future, SAVE_WAIT if name == "save" else LEARN_WAIT)
+        except (Busy, Gone) as exc:
+            raise RequestError(409, str(exc)) from None
+        except TimeoutError:
+            raise RequestError(503, "the training process did not answer in time.") from None
+        except NnetError as exc:
+            raise RequestError(
+                400 if name in ("train", "switch", "save") else 409, str(exc)
+            ) from None
+        return self._response(200, _dumps(result))
+
+    def _learn_command(self, name: str, args: dict[str, Any]) -> Any:
+        """A command's result, from a thread of the pool (predictions without a model)."""
+        try:
+            return self.learn.command(name, args).result(LEARN_WAIT)
+        except Gone:
+            raise RequestError(
+                409, "no model yet: start training in the learn view (/learn), or serve a model."
+            ) from None
+        except concurrent.futures.TimeoutError:
+            raise RequestError(503, "the training process did not answer in time.") from None
+        except NnetError as exc:
+            raise RequestError(409, str(exc)) from None
+
+    async def _trained_model(self) -> bytes:
+        """``/api/train/model``: the run's network as ``/api/model`` describes a model."""
+        status = self.learn.status()
+        if status["run"] is None:
+            raise RequestError(404, "no training run yet; start one in the learn view.")
+        cached = self._trained_info
+        if cached is not None and cached[0] == status["run"]:
+            return cached[1]
+        settings = Settings.from_dict(status["settings"])
+
+        def describe() -> bytes:
+            net = Network(
+                settings.sizes,
+                settings.one_or_list("activation"),
+                loss=settings.loss,
+                dtype=settings.dtype,
+                seed=0,
+            )
+            net.meta = {"task": settings.task, "dataset": settings.dataset}
+            return _dumps(model_info(net, random_available=self.images is not None))
+
+        info = await asyncio.get_running_loop().run_in_executor(self.pool, describe)
+        self._trained_info = (status["run"], info)
+        return info
+
+    async def _small_json(self, ex: _Exchange) -> Any:
+        """The JSON body of a learn request (at most LEARN_BODY bytes; none: {})."""
+        length = _declared_length(ex.request)
+        if length == -2 and ex.method == "POST" and "transfer-encoding" in ex.request.headers:
+            raise RequestError(411, "send the body with a Content-Length, not chunked.", close=True)
+        if length == -1:
+            raise RequestError(400, "the Content-Length header is not a number.", close=True)
+        if length <= 0:
+            return {}
+        content_type = ex.request.headers.get("content-type", "").partition(";")[0]
+        if content_type.strip().lower() != "application/json":
+            raise RequestError(415, "send the body as JSON (Content-Type: application/json).")
+        if length > LEARN_BODY:
+            raise RequestError(413, f"the request body is over the {LEARN_BODY >> 10} KiB limit.")
+        if not self.budget.take(length):
+            raise RequestError(
+                503,
+                "the server is busy receiving other requests; try again in a moment.",
+                retry_after=RETRY_AFTER,
+            )
+        try:
+            ex.body_read = True
+            body = bytearray()
+            async for chunk in ex.request.stream():
+                body += chunk
+        finally:
+            self.budget.give(length)
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            raise RequestError(400, "the request body is not valid JSON.") from None
+
+    def _events(self) -> Response:
+        """``/api/train/events``: Server-Sent Events, one JSON object each (the events so
+        far first), until the client leaves or the server stops."""
+        if self.viewers >= MAX_VIEWERS:
+            raise RequestError(
+                503, "too many event streams are open; try again later.", retry_after=RETRY_AFTER
+            )
+        try:
+            viewer, backlog = self.learn.subscribe(asyncio.get_running_loop())
+        except Gone as exc:
+            raise RequestError(503, str(exc)) from None
+        self.viewers += 1
+
+        async def stream() -> Any:
+            try:
+                yield b"retry: 2000\n\n"
+                for text in backlog:
+                    yield f"data: {text}\n\n".encode()
+                quiet = 0.0
+                while not self._uvicorn.should_exit and not viewer.dropped:
+                    try:
+                        text = await asyncio.wait_for(viewer.queue.get(), 0.5)
+                    except TimeoutError:
+                        quiet += 0.5
+                        if quiet >= HEARTBEAT:
+                            quiet = 0.0
+                            yield b": still here\n\n"
+                        continue
+                    if text is None:
+                        break
+                    quiet = 0.0
+                    yield f"data: {text}\n\n".encode()
+            finally:
+                self.learn.unsubscribe(viewer)
+                self.viewers -= 1
+
+        response = StreamingResponse(stream(), status_code=200)
+        headers = _headers("text/event-stream; charset=utf-8", 0)
+        response.raw_headers = [(k, v) for k, v in headers if k != b"Content-Length"]
+        return response
 
     def _check_host(self, request: Request) -> None:
         """Refuse DNS-rebinding (wrong Host) and cross-origin POSTs on a loopback server."""
@@ -853,21 +1062,26 @@ def _request_timeout() -> float:
 
 
 def serve(
-    model_path: str | Path,
+    model_path: str | Path | None,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
     data: str | Path | None = None,
     log: str = "errors",
+    save_dir: str | Path = ".",
 ) -> int:
-    """Serve the model at ``model_path`` until Ctrl-C or SIGTERM; returns 0. Raises NnetError
-    (before listening) for a model not a 784 -> 10 classifier, a port in use or an unknown host.
+    """Serve the model at ``model_path`` (None: none, the learn view only) until Ctrl-C or
+    SIGTERM; returns 0. Models trained in the learn view are saved in ``save_dir``. Raises
+    NnetError (before listening) for a model not a 784 -> 10 classifier, a port in use or an
+    unknown host.
     """
     timeout = _request_timeout()
-    net = load_model(model_path)
-    check_servable(net, str(model_path))
+    net = None if model_path is None else load_model(model_path)
+    if net is not None:
+        check_servable(net, str(model_path))
+    dataset = net.meta.get("dataset", "mnist") if net is not None else "mnist"
     try:  # the test digits: never downloaded, but looked for as nnet.data.datasets.load does
-        ds = load_dataset(net.meta.get("dataset", "mnist"), data, download=False, progress=False)
+        ds = load_dataset(dataset, data, download=False, progress=False)
         images, labels = ds.x_test, ds.y_test
     except NnetError as exc:  # the folders searched, after " (": long, and said by nnet train
         reason = _one_line(str(exc), limit=None).partition(" (")[0].rstrip(".")
@@ -881,6 +1095,7 @@ def serve(
         test_labels=labels,
         log=log,
         request_timeout=timeout,
+        learn=LearnHub(data=data, save_dir=save_dir),
     )
     print(f"nnet serve: {server.url}  (Ctrl-C stops)", flush=True)
     if str(server.server_address[0]) in ("0.0.0.0", "::"):

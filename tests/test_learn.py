@@ -1,0 +1,280 @@
+"""The learn view's API: a run trained live in a child process, watched and commanded.
+
+One server (no model file) for the module; runs train a tiny network on a small subset of
+the real MNIST, so that each takes a few seconds at most.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nnet
+from nnet.apps.learn import (
+    MAX_BATCH_WORK,
+    check_engine,
+    check_save_name,
+    engine_work,
+    parse_request,
+    saturation,
+    weight_images,
+)
+from nnet.apps.serve import Server
+from nnet.data.datasets import load, one_hot, to_inputs
+from nnet.errors import NnetError
+from nnet.training.loop import Split, evaluate
+from nnet.training.presets import settings_for
+
+TINY = {"sizes": [784, 16, 10], "train_samples": 2000, "batch_size": 100, "epochs": 3}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class Events:
+    """An SSE client in a thread: every event's JSON object, in order."""
+
+    def __init__(self, port: int) -> None:
+        self.items: list[dict] = []
+        self.lock = threading.Lock()
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.conn.request("GET", "/api/train/events")
+        self.response = self.conn.getresponse()
+        assert self.response.status == 200
+        assert self.response.getheader("Content-Type").startswith("text/event-stream")
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for raw in self.response:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("data: "):
+                    with self.lock:
+                        self.items.append(json.loads(line[6:]))
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+            pass  # hung up (AttributeError: http.client reading a closed response)
+
+    def of(self, kind: str, run: str | None = None) -> list[dict]:
+        with self.lock:
+            return [e for e in self.items if e["type"] == kind and run in (None, e.get("run"))]
+
+    def wait(self, test, what: str, timeout: float = 30) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                found = [e for e in self.items if test(e)]
+            if found:
+                return found
+            time.sleep(0.02)
+        raise AssertionError(f"no {what} within {timeout} s; got {self.items[-5:]}")
+
+    def close(self) -> None:
+        """Hang up: the reader's recv returns at once (close() alone would wait for it)."""
+        sock = self.conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.thread.join(5)
+        self.conn.close()
+
+
+def call(port: int, path: str, body: object = None, method: str = "POST") -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    conn.request(method, path, body=data, headers=headers)
+    resp = conn.getresponse()
+    answer = json.loads(resp.read())
+    conn.close()
+    return resp.status, answer
+
+
+@pytest.fixture(scope="module")
+def served(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    from nnet.apps.learn import LearnHub
+
+    save_dir = tmp_path_factory.mktemp("learn")
+    hub = LearnHub(data=mnist_dir, save_dir=save_dir, threads=1)
+    srv = Server(None, port=0, log="none", learn=hub)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv, save_dir
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+def state_of(events: Events, run: str, state: str) -> dict:
+    return events.wait(
+        lambda e: e["type"] == "state" and e.get("run") == run and e["state"] == state, state
+    )[-1]
+
+
+# --------------------------------------------------------------------------- pure functions
+
+
+def test_requests_are_checked_like_nnet_train():
+    request = parse_request({"preset": "seed", "lr": 2.5, "train_samples": 600})
+    assert request.settings == settings_for("seed", {"lr": 2.5, "train_samples": 600})
+    assert request.held_out == 1000 and request.eval_every == 3  # 1000 / (3 * 0.1 * 1000)
+    with pytest.raises(NnetError, match="setting lr: expected a positive number, got -1"):
+        parse_request({"lr": -1})
+    with pytest.raises(NnetError, match="unknown setting 'learning_rate'"):
+        parse_request({"learning_rate": 1})
+    with pytest.raises(NnetError, match="unknown preset 'fast'"):
+        parse_request({"preset": "fast"})
+    with pytest.raises(NnetError, match="trains classifiers"):
+        parse_request({"preset": "autoencoder"})
+    with pytest.raises(NnetError, match="eval_every must be an integer from 1"):
+        parse_request({"eval_every": 0})
+
+
+def test_slow_engines_are_refused_for_large_networks():
+    seed = settings_for("seed")
+    check_engine("matrix", seed)  # the notes' network: the literal A tensors are allowed
+    check_engine("frontprop", seed)
+    with pytest.raises(NnetError, match="recursive engine .* far too slowly"):
+        check_engine("recursive", seed)
+    best = settings_for("best")
+    check_engine("backprop", best)
+    assert engine_work("frontprop", best.sizes, best.batch_size) > MAX_BATCH_WORK
+    with pytest.raises(NnetError, match=r"frontprop engine would take about 1\.3e\+11"):
+        check_engine("frontprop", best)
+    with pytest.raises(NnetError, match="use backprop, or nnet train"):
+        check_engine("matrix", best)
+    with pytest.raises(NnetError, match="unknown engine 'fast'"):
+        check_engine("fast", seed)
+
+
+def test_save_names_stay_in_the_folder(tmp_path: Path):
+    assert check_save_name("run-1.npz", tmp_path) == tmp_path / "run-1.npz"
+    for bad in ("../x.npz", "/tmp/x.npz", ".hidden.npz", "a/b.npz", "..npz", "", None, "x.txt"):
+        with pytest.raises(NnetError):
+            check_save_name(bad, tmp_path)
+
+
+def test_saturation_and_weight_images():
+    net = nnet.Network([784, 3, 2], "sigmoid", seed=0)
+    w = np.zeros_like(net.weights[0])
+    w[-1] = [10.0, 0.0, -10.0]  # biases: neuron 0 and 2 saturate, neuron 1 sits at 0.5
+    w[5, 1] = -2.0  # one weight of neuron 1, its largest
+    net.weights = [w, net.weights[1]]
+    x = np.zeros((4, 784), net.dtype)
+    assert saturation(net, x)[0] == pytest.approx(2 / 3)
+    images = weight_images(net)
+    assert (images["neurons"], images["shown"], images["side"]) == (3, 3, 28)
+    q = np.frombuffer(base64.b64decode(images["data"]), np.uint8).reshape(3, 784)
+    assert q[1, 5] == 1 and q[1, 4] == 128 and (q[0] == 128).all()  # -max -> 1, 0 -> 128
+    assert images["scale"] == [0.0, 2.0, 0.0]
+
+
+# --------------------------------------------------------------------------- a live run
+
+
+def test_a_run_live_pause_step_switch_save(served, mnist_dir: Path):
+    srv, save_dir = served
+    port = srv.server_address[1]
+    events = Events(port)
+    try:
+        status, started = call(port, "/api/train", {**TINY, "eval_every": 2, "held_out": 500})
+        assert status == 202, started
+        run = started["run"]
+        assert started["settings"]["sizes"] == [784, 16, 10]
+        status, again = call(port, "/api/train", TINY)
+        assert status == 409 and "already" in again["error"]
+
+        events.wait(lambda e: e["type"] == "batch" and e.get("run") == run, "a batch")
+        assert call(port, "/api/train/pause")[0] == 200
+        paused = state_of(events, run, "paused")
+        batches = events.of("batch", run)
+        last = batches[-1]
+        assert last["step"] == paused["step"] and last["epoch"] >= 1
+        assert 0 < last["loss"] and 0 <= last["accuracy"] <= 1
+        held = [b for b in batches if "held_out_loss" in b]
+        assert held and all(b["step"] % 2 == 0 for b in held)
+        assert len(held[-1]["saturation"]) == 2 and 0 <= held[-1]["saturation"][0] <= 1
+        assert events.of("weights", run)[-1]["shown"] == 16
+
+        # the draw view's prediction comes from the network being trained
+        status, answer = call(port, "/api/predict", {"pixels": [[0.0] * 28] * 28})
+        assert status == 200 and len(answer["probabilities"]) == 10
+
+        # switch while paused: the next batch's gradient by both engines, the same to rounding
+        status, switched = call(port, "/api/train/switch", {"engine": "frontprop"})
+        assert status == 200, switched
+        assert (switched["from"], switched["to"]) == ("backprop", "frontprop")
+        assert switched["samples"] == 100
+        assert 0 <= switched["relative"] < 1e-5
+        status, refused = call(port, "/api/train/switch", {"engine": "recursive"})
+        assert status == 400 and "far too slowly" in refused["error"]
+
+        step_before = paused["step"]
+        assert call(port, "/api/train/step")[0] == 200
+        stepped = events.wait(
+            lambda e: e["type"] == "batch" and e.get("run") == run and e["step"] == step_before + 1,
+            "the stepped batch",
+        )[0]
+        assert stepped["engine"] == "frontprop"
+        time.sleep(0.3)
+        assert max(b["step"] for b in events.of("batch", run)) == step_before + 1  # paused again
+
+        assert call(port, "/api/train/resume")[0] == 200
+        events.wait(
+            lambda e: e["type"] == "batch" and e.get("run") == run and e["step"] > step_before + 2,
+            "batches after resuming",
+        )
+        assert call(port, "/api/train/stop")[0] == 200
+        state_of(events, run, "stopped")
+        final = events.wait(lambda e: e["type"] == "held_out" and e.get("run") == run, "final")[-1]
+
+        status, refused = call(port, "/api/train/save", {"name": "../escape.npz"})
+        assert status == 400
+        status, saved = call(port, "/api/train/save", {"name": "live.npz"})
+        assert status == 200, saved
+        model = nnet.load(save_dir / "live.npz")
+        assert model.meta["training"]["engine"] == "frontprop"
+        data = load("mnist", mnist_dir, download=False, progress=False)
+        x, y = to_inputs(data.x_test[:500]), data.y_test[:500]
+        loss, acc = evaluate(model, Split(x, one_hot(y), y))
+        assert acc == saved["held_out_accuracy"] == final["held_out_accuracy"]
+        assert loss == pytest.approx(final["held_out_loss"], rel=1e-6)
+
+        # a late viewer gets the run so far, then a new run may start
+        late = Events(port)
+        try:
+            late.wait(lambda e: e["type"] == "saved", "the backlog")
+            assert len(late.of("batch", run)) == len(events.of("batch", run))
+            assert len(late.of("weights")) == 1
+        finally:
+            late.close()
+        status, second = call(port, "/api/train", {**TINY, "epochs": 1})
+        assert status == 202
+        state_of(events, second["run"], "finished")
+        epochs = events.of("epoch", second["run"])
+        assert [r["epoch"] for r in epochs] == [1] and "test_accuracy" in epochs[0]
+    finally:
+        events.close()
+
+
+def test_bad_settings_and_commands_without_a_run_are_refused(served):
+    srv, _ = served
+    port = srv.server_address[1]
+    status, answer = call(port, "/api/train", {"sizes": [784, 16, 9]})
+    assert status == 400 and answer["error"].startswith("Mnist") is False
+    assert "10" in answer["error"]
+    status, answer = call(port, "/api/train", {"batch_size": "big"})
+    assert status == 400 and "batch_size" in answer["error"]
+    status, answer = call(port, "/api/train", {"engine": "matrix", "preset": "best"})
+    assert status == 400 and "matrix engine would take" in answer["error"]
+    status, answer = call(port, "/api/model", method="GET")
+    assert status == 404 and "learn view" in answer["error"]
