@@ -753,7 +753,8 @@ def add_augment(sub: Subcommands) -> None:
     p.add_argument("--preset", choices=list(PRESETS), help=help)
     for key in AUGMENT_STRENGTHS:
         add_setting(p, key)
-    add_data_flags(p)
+    p.add_argument("--dataset", choices=list(DATASETS), help="the images (default mnist)")
+    add_data_flags(p, dataset=False)
     p.add_argument("--count", type=checked(Number(int, 1, 100)), default=10,
                    help="images, one per row (default 10)")  # fmt: skip
     p.add_argument("--versions", type=checked(Number(int, 1, 50)), default=8,
@@ -761,7 +762,8 @@ def add_augment(sub: Subcommands) -> None:
     help = "seed of the distortions (default 0)"
     p.add_argument("--seed", type=setting_type("seed"), default=0, help=help)
     help = "the PNG file to write (default augmented.png)"
-    p.add_argument("--out", type=path_arg("out"), default=Path("augmented.png"), help=help)
+    p.add_argument("--out", "--show", type=path_arg("out"), default=Path("augmented.png"),
+                   metavar="PNG", help=help)  # fmt: skip
 
 
 def cmd_augment(args: argparse.Namespace) -> int:
