@@ -805,17 +805,21 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def add_serve(sub: Subcommands) -> None:
-    help = "a local web page: draw a digit and watch the network answer"
-    p = command(sub, "serve", cmd_serve, help, model=True)
+    help = "a local web page: draw a digit and watch the network answer, or watch one learn"
+    p = command(sub, "serve", cmd_serve, help)
+    help = "the model file to draw for (default: none; the page opens on the learn view)"
+    p.add_argument("model", type=path_arg("in"), metavar="MODEL", nargs="?", help=help)
     port = checked(Number(int, 0, 65535, what="a port number 0..65535"))
     help = "TCP port (default 8000; 0: any free port)"
     p.add_argument("--port", type=port, default=8000, help=help)
     help = "address to listen on (default 127.0.0.1, this computer only; 0.0.0.0 opens it to "
     help += "your network)"
     p.add_argument("--host", default="127.0.0.1", help=help)
-    help = "data folder holding mnist/ for random test digits (default: $NNET_DATA, then the "
-    help += "user cache)"
+    help = "data folder holding mnist/ for random test digits and the learn view's training "
+    help += "(default: $NNET_DATA, then the user cache)"
     p.add_argument("--data", type=path_arg("data"), metavar="DIR", help=help)
+    help = "folder the learn view saves models in (default: the current folder)"
+    p.add_argument("--save-dir", type=path_arg("dir"), default=Path("."), metavar="DIR", help=help)
     help = "requests logged on stderr, one line each (default: errors)"
     p.add_argument("--log", choices=["errors", "all", "none"], default="errors", help=help)
 
@@ -824,10 +828,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve a page on which you draw a digit (mouse, pen or finger) and see the model's
     prediction, its 10 probabilities and its hidden activations update as you draw. Drawings
     are converted exactly as nnet predict converts images. The Random test digit button needs
-    the dataset's test files on disk (never downloaded). Ctrl-C stops the server."""
+    the dataset's test files on disk (never downloaded). The learn view (/learn; the page
+    itself without MODEL) trains a network live in a process of its own: curves, first-layer
+    weights, saturation, pause, step, engine switch, save (into --save-dir). Ctrl-C stops
+    the server and the training."""
     from nnet.apps.serve import serve
 
-    return serve(args.model, host=args.host, port=args.port, data=args.data, log=args.log)
+    where = {"data": args.data, "log": args.log, "save_dir": args.save_dir}
+    return serve(args.model, host=args.host, port=args.port, **where)
 
 
 def add_bench(sub: Subcommands) -> None:
