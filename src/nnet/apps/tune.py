@@ -44,6 +44,7 @@ from nnet.experiment import build, run
 from nnet.fileio import check_output
 from nnet.training.loop import DivergenceError, StopFlag, evaluate
 from nnet.training.settings import Settings
+from nnet.training.threads import limited, resolve, usable_cores
 
 #: The study a command names when --study is not given.
 DEFAULT_STUDY = "nnet"
@@ -638,8 +639,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         args.startup_trials,
     )
     deadline = time.time() + args.timeout if args.timeout else None
-    if args.worker is not None:  # one of the processes of --workers K
-        stopped = work(study, options, deadline=deadline, worker=args.worker, print_line=emit)
+    if args.worker is not None:  # one of the processes of --workers K ($NNET_THREADS set)
+        with limited(resolve(None)):
+            stopped = work(study, options, deadline=deadline, worker=args.worker, print_line=emit)
         return 128 + int(getattr(signal, stopped)) if stopped else 0
     done = len(
         study.get_trials(
@@ -654,7 +656,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     )
     emit("space: " + ", ".join(f"{p.name} {p.describe()}" for p in space.params))
     if args.workers == 1:
-        stopped = work(study, options, deadline=deadline, worker=None, print_line=emit)
+        with limited(resolve(None)):  # $NNET_THREADS, else the cores other programs leave idle
+            stopped = work(study, options, deadline=deadline, worker=None, print_line=emit)
     else:
         stopped = run_workers(args, url)
     for line in summary_lines(study, url, args.top):
@@ -719,14 +722,13 @@ def worker_command(args: argparse.Namespace, url: str, index: int) -> list[str]:
 
 def worker_threads(workers: int, cores: int | None = None) -> int:
     """BLAS (and Numba) threads for each of ``workers`` processes: cores // workers, >= 1."""
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return max(1, (cores or os.cpu_count() or 1) // workers)
+    return max(1, (cores or usable_cores()) // workers)
 
 
 def run_workers(args: argparse.Namespace, url: str) -> str | None:
-    """Start --workers K processes on the study, each with its share of the cores (set in
-    its environment before it imports NumPy), and wait for them. A signal to this process
+    """Start --workers K processes on the study, each with its share of the cores (in its
+    environment before it imports NumPy, and :func:`~nnet.training.threads.limited` to
+    that), and wait for them. A signal to this process
     is passed on to them (a terminal's Ctrl-C reaches them directly); returns its name."""
     threads = str(worker_threads(args.workers))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
