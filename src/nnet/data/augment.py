@@ -71,11 +71,6 @@ class Strengths:
                     f"{unit}; got {value!r}."
                 )
 
-    @property
-    def is_identity(self) -> bool:
-        """True when no distortion is on."""
-        return not any((self.translate, self.rotate, self.zoom, self.shear, self.elastic_alpha))
-
 
 def image_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
     """(H, W, C) of images given as (H, W) or (H, W, C); NnetError otherwise."""
