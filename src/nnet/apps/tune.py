@@ -571,6 +571,9 @@ def add_tune(sub: Any) -> None:
     help = "seconds between a running trial's signs of life; a trial silent for twice as long "
     help += "(its worker killed) is marked failed (default 30)"
     p.add_argument("--heartbeat", type=positive_int, default=30, metavar="SECONDS", help=help)
+    help = "print the study's table (and --plot its pictures) without running trials: to "
+    help += "watch a study that workers elsewhere are running"
+    p.add_argument("--report", action="store_true", help=help)
     help = "best trials in the final table (default 10)"
     p.add_argument("--top", type=positive_int, default=10, metavar="N", help=help)
     help = "write the optimization history and parameter importances as PNG files to DIR"
@@ -612,7 +615,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     url = storage_url(args.storage)
     storage = open_storage(url, heartbeat=args.heartbeat)
     pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2)
         if args.pruner == "median"
         else optuna.pruners.NopPruner()
     )
@@ -639,6 +642,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         args.startup_trials,
     )
     deadline = time.time() + args.timeout if args.timeout else None
+    if args.report:
+        return report_study(study, url, args)
     if args.worker is not None:  # one of the processes of --workers K ($NNET_THREADS set)
         with limited(resolve(None)):
             stopped = work(study, options, deadline=deadline, worker=args.worker, print_line=emit)
@@ -660,11 +665,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
             stopped = work(study, options, deadline=deadline, worker=None, print_line=emit)
     else:
         stopped = run_workers(args, url)
-    for line in summary_lines(study, url, args.top):
-        emit(line)
-    if args.plot is not None:
-        for path in plot_study(study, args.plot):
-            emit(f"wrote {path}")
+    report_study(study, url, args)
     if stopped:
         print(
             f"nnet: stopped by {stopped}; the trial under way is marked failed. Run the same "
@@ -672,6 +673,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 128 + int(getattr(signal, stopped, signal.SIGINT))
+    return 0
+
+
+def report_study(study: Any, url: str, args: argparse.Namespace) -> int:
+    """The end of ``nnet tune`` (and all of ``nnet tune --report``): the running trials, the
+    summary table, the pictures."""
+    for t in study.get_trials(deepcopy=False, states=(require_optuna().trial.TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker", "?")
+        emit(
+            f"running: trial {t.number} on {worker}, epoch {t.user_attrs.get('epochs_trained', 0)}"
+        )
+    for line in summary_lines(study, url, args.top):
+        emit(line)
+    if args.plot is not None:
+        for path in plot_study(study, args.plot):
+            emit(f"wrote {path}")
     return 0
 
 

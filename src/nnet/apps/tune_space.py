@@ -75,14 +75,14 @@ float = [1e-4, 1e-2]
 log = true
 when = { optimizer = ["adam", "adamw"] }
 
-[params.lr_sgd]          # SGD's
+[params.lr_sgd]          # SGD's (benchmarks/choose_best.py's Nesterov runs: 0.1 and 0.2)
 setting = "lr"
-float = [0.01, 0.5]
+float = [0.01, 0.3]
 log = true
 when = { optimizer = "sgd" }
 
 [params.momentum]
-float = [0.8, 0.99]
+float = [0.8, 0.95]
 when = { optimizer = "sgd" }
 
 [params.nesterov]
