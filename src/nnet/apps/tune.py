@@ -474,7 +474,9 @@ def plot_study(study: Any, folder: Path) -> list[Path]:
     if done:
         best = np.maximum.accumulate([100 * t.value for t in done])
         ax.step([t.number for t in done], best, where="post", color="C3", label="best so far")
-        ax.set_ylim(max(min(best) - 2, 0), 100 * max(t.value for t in done) + 0.5)
+        values = [100 * t.value for t in done]
+        low = np.percentile(values, 10) - 2 if len(values) >= 10 else min(values) - 2
+        ax.set_ylim(max(low, 0), max(values) + 0.5)  # the worst tenth may lie below
     ax.set(
         xlabel="trial",
         ylabel="validation accuracy (%)",

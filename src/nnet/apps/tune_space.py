@@ -93,7 +93,7 @@ when = { optimizer = "sgd" }
 choice = ["cosine", "step", "constant"]
 
 [params.batch_size]
-choice = [64, 128, 256, 512]
+choice = [128, 256, 512]
 
 [params.dropout_input]
 float = [0.0, 0.3]
