@@ -208,6 +208,11 @@ def test_a_run_live_pause_step_switch_save(served, mnist_dir: Path):
         # the draw view's prediction comes from the network being trained
         status, answer = call(port, "/api/predict", {"pixels": [[0.0] * 28] * 28})
         assert status == 200 and len(answer["probabilities"]) == 10
+        picture = np.zeros((140, 140))
+        picture[30:110, 60:75] = 0.987  # a 1, as the page sends a drawing (over 64 KiB)
+        request = {"pixels": picture.tolist(), "preprocess": True}
+        status, drawn = call(port, "/api/train/predict", request)
+        assert status == 200 and np.array(drawn["input"]).shape == (28, 28)
 
         # switch while paused: the next batch's gradient by both engines, the same to rounding
         status, switched = call(port, "/api/train/switch", {"engine": "frontprop"})

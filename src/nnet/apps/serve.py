@@ -577,11 +577,11 @@ class Server:
             "index": i,
         }
 
-    def _answer_predict(self, body: bytes | bytearray) -> bytes:
-        """The JSON answer to a ``/api/predict`` body; run in the pool of threads. Without a
-        model file: the network being trained answers."""
+    def _answer_predict(self, body: bytes | bytearray, trained: bool = False) -> bytes:
+        """The JSON answer to a ``/api/predict`` body; run in the pool of threads. The
+        network being trained answers if ``trained`` or without a model file."""
         x28 = parse_predict_body(body)
-        if self.net is None:
+        if trained or self.net is None:
             return _dumps(self._learn_command("predict", {"pixels": x28.tolist()}))
         return _dumps(self.predict(x28))
 
@@ -686,6 +686,8 @@ class Server:
             return self._response(200, await self._trained_model())
         if path == "/api/train" and ex.method != "POST":
             return self._response(200, _dumps(hub.status()))
+        if path == "/api/train/predict":  # read and parsed as /api/predict's body is
+            return self._response(200, await self._predict(ex, trained=True))
         body = await self._small_json(ex)
         name = path.rpartition("/")[2]
         try:
@@ -699,11 +701,6 @@ class Server:
                 args = {"path": str(hub.save_path(args.get("name")))}
             elif name == "switch" and not isinstance(args.get("engine"), str):
                 raise RequestError(400, 'switch needs {"engine": NAME}.')
-            elif name == "predict":
-                x28 = await asyncio.get_running_loop().run_in_executor(
-                    self.pool, parse_predict_body, json.dumps(body).encode()
-                )
-                args = {"pixels": x28.tolist()}
             future = asyncio.wrap_future(hub.command(name, args))
             result = await asyncio.wait_for(future, SAVE_WAIT if name == "save" else LEARN_WAIT)
         except (Busy, Gone) as exc:
@@ -843,9 +840,10 @@ class Server:
             if origin.lower() not in (f"http://{host}".lower(), f"https://{host}".lower()):
                 raise RequestError(403, "cross-origin requests are not allowed.", close=True)
 
-    async def _predict(self, ex: _Exchange) -> bytes:
+    async def _predict(self, ex: _Exchange, *, trained: bool = False) -> bytes:
         """The answer to ``POST /api/predict``: the body read once its length is reserved in
-        the budget (503 if it does not fit), then parsed and answered in the pool."""
+        the budget (503 if it does not fit), then parsed and answered in the pool (by the
+        network being trained if ``trained``: ``/api/train/predict``)."""
         content_type = ex.request.headers.get("content-type", "").partition(";")[0]
         if content_type.strip().lower() != "application/json":
             raise RequestError(415, "send the body as JSON (Content-Type: application/json).")
@@ -869,9 +867,9 @@ class Server:
                 body += chunk
             work = asyncio.get_running_loop().run_in_executor
             if length <= SMALL_BODY:
-                return await work(self.pool, self._answer_predict, body)
+                return await work(self.pool, self._answer_predict, body, trained)
             async with self.large_parses:
-                return await work(self.pool, self._answer_predict, body)
+                return await work(self.pool, self._answer_predict, body, trained)
         finally:
             self.budget.give(length)
 

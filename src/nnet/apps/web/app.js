@@ -8,6 +8,11 @@
 // For tests: window.nnetLast = {request, response} after each prediction shown (and
 // window.nnetShown counts them), the element #digit carries data-digit, and
 // <body data-state> is "idle" once nothing is being sent or waiting to be sent.
+//
+// The learn view (learn.html) uses this same pad for the network being trained: its <body>
+// names other routes (data-model-url, data-predict-url), has no hidden-layer card, asks for
+// the model only once a run has started (data-model-later), and calls
+// window.nnetDraw.reload() when a new run starts and .repredict() as it learns.
 "use strict";
 
 (() => {
@@ -26,6 +31,8 @@
   const truthEl = $("truth");
   const statusEl = $("status");
   const randomBtn = $("random");
+  const MODEL_URL = document.body.dataset.modelUrl || "/api/model";
+  const PREDICT_URL = document.body.dataset.predictUrl || "/api/predict";
 
   let model = null;
   let hasInk = false;
@@ -180,7 +187,7 @@
     lastSent = performance.now();
     updateState();
     try {
-      const r = await fetch("/api/predict", {
+      const r = await fetch(PREDICT_URL, {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify(request),
@@ -402,6 +409,7 @@
 
   function buildLayers(layers) {
     const box = $("layers");
+    if (!box) return; // the learn view shows no hidden layers
     box.replaceChildren();
     if (!layers.length) {
       box.append(
@@ -458,29 +466,55 @@
   }
   window.addEventListener("resize", sizeCells);
 
-  async function init() {
-    clearPad();
-    resetAnswer("waiting for a digit");
+  async function loadModel() {
     try {
-      const r = await fetch("/api/model");
+      const r = await fetch(MODEL_URL);
       model = await r.json();
-      if (!r.ok) throw new Error(model.error);
+      if (!r.ok) throw new Error(model.error || "");
     } catch (err) {
-      $("model").textContent = "the model could not be loaded; is nnet serve still running?";
+      model = null;
+      $("model").textContent =
+        err.message || "the model could not be loaded; is nnet serve still running?";
       document.body.dataset.state = "idle";
-      return;
+      return false;
     }
     $("model").textContent = describe(model);
     buildBars(model.classes);
     buildLayers(model.hidden_layers);
-    if (model.hidden_layers.some((l) => !["sigmoid", "relu"].includes(l.activation))) {
-      $("layers-note").textContent += "; blue cells are negative";
+    const note = $("layers-note");
+    if (note && model.hidden_layers.some((l) => !["sigmoid", "relu"].includes(l.activation))) {
+      note.textContent += "; blue cells are negative";
     }
-    resetAnswer("waiting for a digit");
     randomBtn.disabled = !model.random_available;
     randomBtn.title = model.random_available
       ? "a random digit of the test set, with its true label"
       : "no test data on the server (see its log): draw instead";
+    return true;
+  }
+
+  window.nnetDraw = {
+    // the network changed (a new run): describe it again, and predict the pad again
+    reload: async () => {
+      if ((await loadModel()) && hasInk) schedule(true);
+    },
+    // the weights changed: send the last request again (not while drawing)
+    repredict: () => {
+      const last = window.nnetLast;
+      if (model !== null && hasInk && last && !drawing && !dirty && inFlight === 0) {
+        predict(last.request);
+      }
+    },
+  };
+
+  async function init() {
+    clearPad();
+    resetAnswer("waiting for a digit");
+    if (document.body.dataset.modelLater !== undefined) {
+      document.body.dataset.state = "idle";
+      return;
+    }
+    if (!(await loadModel())) return;
+    resetAnswer("waiting for a digit");
     updateState();
   }
 
