@@ -283,3 +283,7 @@ def test_bad_settings_and_commands_without_a_run_are_refused(served):
     assert status == 400 and "matrix engine would take" in answer["error"]
     status, answer = call(port, "/api/model", method="GET")
     assert status == 404 and "learn view" in answer["error"]
+    status, answer = call(port, "/api/train", method="GET")
+    assert status == 200 and set(answer["presets"]) == {"seed", "best", "distorted"}
+    assert answer["presets"]["seed"]["lr"] == 10.0
+    assert "recursive" not in answer["choices"]["engine"]

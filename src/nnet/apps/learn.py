@@ -63,7 +63,9 @@ from typing import Any
 
 import numpy as np
 
+from nnet.core.activations import ACTIVATIONS
 from nnet.core.engines import ENGINES, get_engine
+from nnet.core.loss import LOSSES
 from nnet.core.network import Network
 from nnet.data.datasets import DATASETS, class_names, locate
 from nnet.errors import NnetError
@@ -72,7 +74,8 @@ from nnet.experiment import run as run_training
 from nnet.fileio import check_output
 from nnet.files.model_file import save as save_model
 from nnet.training.loop import Split, StopFlag, evaluate
-from nnet.training.presets import settings_for
+from nnet.training.optim import OPTIMIZERS
+from nnet.training.presets import PRESETS, settings_for
 from nnet.training.settings import Settings
 from nnet.training.threads import limited, usable_cores
 
@@ -748,11 +751,21 @@ class LearnHub:
         return check_save_name(name, self.save_dir)
 
     def status(self) -> dict[str, Any]:
+        """``GET /api/train``: the run (None before the first), and what the page offers:
+        the classifier presets' settings and the names each setting takes."""
         with self.lock:
             run = self.run
-            if run is None:
-                return {"run": None, "state": None}
-            return {"run": run.id, "state": run.state, **run.request.to_dict()}
+            now = {"run": None, "state": None} if run is None else {
+                "run": run.id, "state": run.state, **run.request.to_dict()
+            }  # fmt: skip
+        presets = {k: v.to_dict() for k, v in PRESETS.items() if v.task == "classifier"}
+        choices = {
+            "activation": list(ACTIVATIONS),
+            "loss": list(LOSSES),
+            "engine": [e for e in ENGINES if e != "recursive"],
+            "optimizer": list(OPTIMIZERS),
+        }
+        return {**now, "presets": presets, "choices": choices, "save_dir": str(self.save_dir)}
 
     def network_info(self) -> dict[str, Any] | None:
         """Settings of the run's network (for the draw view), or None without a run."""
