@@ -236,6 +236,23 @@ def test_from_study_trains_the_best_trial_on_the_whole_training_set(ws, capsys):
     assert evaluated["accuracy"] == summary["test_accuracy"]
 
 
+def test_a_study_of_one_process_is_reproducible_from_its_seed(ws, capsys):
+    import optuna
+
+    def study(name: str, seed: str) -> list[tuple]:
+        db = ws / f"{name}.db"
+        args = ["tune", "--data", str(ws / "data"), "--no-download", "--storage", str(db)]
+        args += ["--space", str(ws / "fast.toml"), "--val", "100", "--trials", "4"]
+        assert main([*args, "--seed", seed, "--startup-trials", "2"]) == 0
+        s = optuna.load_study(study_name="nnet", storage=f"sqlite:///{db}")
+        return [(t.params, t.value, t.state.name) for t in s.trials]
+
+    first = study("repro-a", "5")
+    assert first == study("repro-b", "5")
+    assert first != study("repro-c", "6")
+    capsys.readouterr()
+
+
 def test_the_default_space_draws_valid_settings():
     import optuna
 
@@ -345,17 +362,15 @@ def run_cli(args: list[str], capsys) -> tuple[int, str]:
         (["tune", "--storage", "nofolder/s.db"], "cannot keep the study in"),
         (["tune", "--plot", "notes.txt"], "--plot notes.txt is a file"),
         (["train", "--from-study", "missing.db"], "missing.db does not exist"),
-        (["train", "--from-study", "two.db:other"], "holds no study 'other'"),
+        (["train", "--from-study", "empty.db:other"], "holds no study 'other'"),
         (["train", "--from-study", "empty.db"], "has no completed trial yet"),
-        (["train", "--from-study", "two.db", "--preset", "best"], "leave out --resume, --preset"),
+        (["train", "--from-study", "empty.db", "--preset", "best"], "leave out --resume, --preset"),
     ],
 )
 def test_bad_flags_are_one_line(ws, monkeypatch, capsys, args, message):
     monkeypatch.chdir(ws)
     (ws / "bad.toml").write_text("[params.lr]\nfloat = [0.1, 0.01]\n")
     (ws / "notes.txt").write_text("a file")
-    if not (ws / "two.db").exists():
-        pytest.skip("needs the study of test_two_workers_share_one_sqlite_study")
     if not (ws / "empty.db").exists():
         import optuna
 

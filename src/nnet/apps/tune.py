@@ -357,10 +357,9 @@ def work(
             except Surplus:
                 surplus = True
             except (Interrupted, KeyboardInterrupt) as exc:  # the trial is marked failed
-                if current:
-                    [trial] = study.get_trials(deepcopy=False, states=(states.FAIL,))[-1:]
-                    if trial.number == current[0]:
-                        print_line(trial_line(trial))
+                failed = study.get_trials(deepcopy=False, states=(states.FAIL,))
+                for trial in (t for t in failed if current and t.number == current[0]):
+                    print_line(trial_line(trial))
                 if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C
                     return "SIGINT"
                 break
