@@ -10,6 +10,7 @@ import base64
 import contextlib
 import http.client
 import json
+import signal
 import socket
 import threading
 import time
@@ -110,8 +111,11 @@ def served(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     thread.start()
     yield srv, save_dir
     srv.shutdown()
-    srv.server_close()
+    srv.server_close()  # stops the training processes too
     thread.join(5)
+    runs = hub.old + [hub.run]
+    assert len(runs) == 2 and not any(r.process.is_alive() for r in runs)
+    assert [r.process.exitcode for r in runs] == [0, 0]
 
 
 def state_of(events: Events, run: str, state: str) -> dict:
@@ -287,3 +291,100 @@ def test_bad_settings_and_commands_without_a_run_are_refused(served):
     assert status == 200 and set(answer["presets"]) == {"seed", "best", "distorted"}
     assert answer["presets"]["seed"]["lr"] == 10.0
     assert "recursive" not in answer["choices"]["engine"]
+
+
+# --------------------------------------------------------------------------- under load
+
+
+def run_clients(port: int, path: str, clients: int, seconds: float) -> tuple[np.ndarray, list]:
+    """``clients`` pages drawing at once for ``seconds``: each posts a 28x28 digit to
+    ``path``, waits for the answer, and sends the next about 100 ms after the last (the
+    page's pace, 50 to 150 ms at random). The latencies (ms) and the failures."""
+    rng = np.random.default_rng(0)
+    bodies = []
+    for _ in range(clients):
+        x = rng.random((28, 28)) * (rng.random((28, 28)) < 0.3)
+        bodies.append(json.dumps({"pixels": x.round(3).tolist()}).encode())
+    waits = rng.uniform(0.05, 0.15, size=(clients, 1000))
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    failures: list[str] = []
+    end = time.monotonic() + seconds
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        while time.monotonic() < end:
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", path, bodies[i], {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                data = resp.read()
+            except OSError as exc:
+                failures.append(f"client {i}: {exc!r}")
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                continue
+            latencies[i].append(time.perf_counter() - t0)
+            if resp.status != 200 or not data.startswith(b'{"digit":'):
+                failures.append(f"client {i}: {resp.status} {data[:100]!r}")
+            wait = waits[i, len(latencies[i]) % waits.shape[1]]
+            time.sleep(max(0.0, wait - (time.perf_counter() - t0)))
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 30)
+    return np.concatenate([np.array(lat) for lat in latencies]) * 1000, failures
+
+
+@pytest.mark.slow
+def test_predictions_stay_fast_while_an_mlp800_trains(mnist_dir: Path, tmp_path: Path):
+    """nnet serve MODEL as a process of its own, a 784-800-800-10 run (preset best) training
+    in its child: 10 clients drawing at the page's pace, first on /api/predict (the model
+    file), then on /api/train/predict (the network being trained). p99 < 250 ms for the
+    model file's predictions; both printed, with the batches trained meanwhile."""
+    import subprocess
+    import sys
+
+    model = tmp_path / "model.npz"
+    nnet.save(nnet.Network([784, 64, 10], "relu", loss="cross_entropy", seed=0), model,
+              {"task": "classifier", "dataset": "mnist"})  # fmt: skip
+    command = [sys.executable, "-m", "nnet", "serve", str(model), "--port", "0"]
+    command += ["--data", str(mnist_dir), "--save-dir", str(tmp_path)]
+    err = open(tmp_path / "serve.err", "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True)
+    try:
+        port = int(proc.stdout.readline().split()[2].rstrip("/").rsplit(":", 1)[1])
+        events = Events(port)
+        status, started = call(port, "/api/train", {"preset": "best", "epochs": 2})
+        assert status == 202, started
+        run = started["run"]
+        events.wait(lambda e: e["type"] == "batch", "the first batch", timeout=120)
+        clients, seconds = 10, 15.0
+        figures = {}
+        for path in ("/api/predict", "/api/train/predict"):
+            before = len(events.of("batch", run))
+            ms, failures = run_clients(port, path, clients, seconds)
+            trained = len(events.of("batch", run)) - before
+            assert not failures, failures[:5]
+            figures[path] = np.percentile(ms, [50, 90, 99])
+            p50, p90, p99 = figures[path]
+            print(
+                f"\n{path}, {clients} clients, {seconds:g} s, while 784-800-800-10 trains: "
+                f"{len(ms)} predictions, p50 {p50:.1f} ms, p90 {p90:.1f} ms, p99 {p99:.1f} ms, "
+                f"max {ms.max():.1f} ms; {trained} batch events meanwhile "
+                f"(last step {events.of('batch', run)[-1]['step']})"
+            )
+            assert len(ms) > clients * seconds  # at least 1 a second each
+            assert trained > 0  # the run kept training
+        assert figures["/api/predict"][2] < 250, figures
+        assert call(port, "/api/train/stop")[0] == 200
+        events.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+        err.close()
