@@ -202,11 +202,22 @@ def test_ctrl_c_marks_the_trial_failed_and_the_study_stays_usable(ws):
     assert "trial    0  FAIL" in out
 
 
-def test_from_study_trains_the_best_trial_on_the_whole_training_set(ws, capsys):
+def test_from_study_trains_the_best_trial_on_the_whole_training_set(ws, capsys, monkeypatch):
+    from nnet.training import loop
+
+    measured = []  # the sizes of the splits the trials evaluate
+
+    def evaluate(net, data, **kw):
+        measured.append(len(data))
+        return real_evaluate(net, data, **kw)
+
+    real_evaluate = loop.evaluate
+    monkeypatch.setattr(loop, "evaluate", evaluate)
     db = ws / "best.db"
     data = ["--data", str(ws / "data"), "--no-download"]
     args = ["tune", *data, "--storage", str(db), "--space", str(ws / "fast.toml")]
-    assert main([*args, "--val", "100", "--trials", "3", "--study", "s1"]) == 0
+    assert main([*args, "--val", "120", "--trials", "3", "--study", "s1"]) == 0
+    monkeypatch.setattr(loop, "evaluate", real_evaluate)
     out = capsys.readouterr().out
     rows = trials(db)
     # the best trial by the database's own values
@@ -217,6 +228,7 @@ def test_from_study_trains_the_best_trial_on_the_whole_training_set(ws, capsys):
         ).fetchone()
     best = next(r for r in rows if r[0] == number)
     assert f"{100 * value:6.2f}%" in out
+    assert sorted(set(measured)) == [120]  # the validation split only, never the 100 tests
     model = ws / "best.npz"
     code = main(
         ["train", "--from-study", f"{db}:s1", *data, "--out", str(model), "--json", "--quiet"]

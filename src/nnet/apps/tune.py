@@ -238,6 +238,7 @@ def objective(trial: Any, options: Options, stop: StopFlag) -> float:
     trial.set_user_attr("settings", settings.to_dict())
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     exp = build(settings, data=options.data, download=options.download, progress=False)
+    exp.evals.pop("test", None)  # a study never looks at the test set (nor spends time on it)
 
     def on_epoch(row: dict[str, Any]) -> None:
         trial.set_user_attr("epochs_trained", row["epoch"])
