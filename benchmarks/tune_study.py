@@ -68,6 +68,7 @@ def main() -> None:
     # 1. validation accuracy on the trial's own split, --preset best trained as a trial is
     same = {k: tuned[k] for k in ("val", "train_samples", "seed", "dataset")}
     exp = build(settings_for("best", same), data=args.data, progress=False)
+    exp.evals.pop("test", None)  # as in a trial
     run(exp)
     _, preset_val = evaluate(exp.net, exp.evals["val"])
 
