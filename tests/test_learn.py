@@ -133,6 +133,10 @@ def test_requests_are_checked_like_nnet_train():
     assert request.held_out == 1000 and request.eval_every == 3  # 1000 / (3 * 0.1 * 1000)
     with pytest.raises(NnetError, match="setting lr: expected a positive number, got -1"):
         parse_request({"lr": -1})
+    as_text = parse_request({"sizes": "784-32-10", "lr": "0.5", "dropout": "0.2"}).settings
+    assert (as_text.sizes, as_text.lr, as_text.dropout) == ((784, 32, 10), 0.5, (0.2,))
+    with pytest.raises(NnetError, match="setting sizes: not a list of integers like 784"):
+        parse_request({"sizes": "784-x"})
     with pytest.raises(NnetError, match="unknown setting 'learning_rate'"):
         parse_request({"learning_rate": 1})
     with pytest.raises(NnetError, match="unknown preset 'fast'"):

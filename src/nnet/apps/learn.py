@@ -76,7 +76,7 @@ from nnet.files.model_file import save as save_model
 from nnet.training.loop import Split, StopFlag, evaluate
 from nnet.training.optim import OPTIMIZERS
 from nnet.training.presets import PRESETS, settings_for
-from nnet.training.settings import Settings
+from nnet.training.settings import FIELDS, Settings
 from nnet.training.threads import limited, usable_cores
 
 Array = np.ndarray
@@ -137,7 +137,8 @@ def _count(value: Any, what: str, lo: int, hi: int) -> int:
 
 def parse_request(values: Any) -> LearnRequest:
     """The run a ``POST /api/train`` body asks for: ``preset`` (default seed), any settings
-    of ``nnet train`` by their names (``lr``, ``sizes``, ``batch_size`` ...; laid over the
+    of ``nnet train`` by their names (``lr``, ``sizes``, ``batch_size`` ...: JSON values as
+    a checkpoint stores them, or text as the flag takes it, "784-16-10"; laid over the
     preset by :func:`nnet.training.presets.settings_for`, with the same one-line messages),
     ``eval_every`` and ``held_out``. NnetError for the first problem."""
     if not isinstance(values, dict):
@@ -146,10 +147,16 @@ def parse_request(values: Any) -> LearnRequest:
     preset = values.get("preset", "seed")
     if not isinstance(preset, str):
         raise NnetError(f"preset must be a name; got {preset!r}.")
-    known = set(Settings.__dataclass_fields__)
-    unknown = sorted(set(explicit) - known)
+    unknown = sorted(set(explicit) - set(FIELDS))
     if unknown:
         raise NnetError(f"unknown setting {unknown[0]!r}.")
+    for key, value in explicit.items():  # text as nnet train reads its flag: "784-16-10"
+        check = FIELDS[key].metadata["check"]
+        if isinstance(value, str) and hasattr(check, "parse"):
+            try:
+                explicit[key] = check.parse(value)
+            except NnetError as exc:
+                raise NnetError(f"setting {key}: {exc}.") from None
     settings = settings_for(preset, explicit)
     spec = DATASETS.get(settings.dataset)
     if settings.task != "classifier" or spec is None or spec.n_classes != 10:

@@ -72,14 +72,15 @@
     return text.trim() !== "" && Number.isFinite(n) ? n : text;
   }
 
-  // The form as settings: what the server checks, with the messages nnet train prints.
+  // The form as settings: the server checks them (text as nnet train reads its flags) and
+  // answers with the messages nnet train prints.
   function request() {
     const body = { preset: $("preset").value };
     for (const key of FIELDS) {
       const text = $(key).value.trim();
-      if (key === "sizes") body.sizes = text.split(/[-,\s]+/).filter(Boolean).map(numberOr);
+      if (key === "sizes") body.sizes = text; // read as nnet train reads --sizes
       else if (key === "activation") body.activation = [text];
-      else if (key === "dropout") body.dropout = text ? text.split(",").map(numberOr) : [0];
+      else if (key === "dropout") body.dropout = text || [0]; // empty: no dropout
       else if (key === "train_samples") body.train_samples = text ? numberOr(text) : null;
       else if (["loss", "engine", "optimizer"].includes(key)) body[key] = text;
       else body[key] = numberOr(text);
