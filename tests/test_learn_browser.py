@@ -138,6 +138,12 @@ def test_watch_the_notes_experiment_learn(driver, server, tmp_path: Path):  # no
     switch = learn(driver, "lastSwitch")
     assert (switch["from"], switch["to"], switch["samples"]) == ("backprop", "frontprop", 1000)
     assert switch["relative"] < 1e-5, switch  # float32: the same to rounding
+    print(
+        f"\npaused at step {last['step']} (epoch {last['epoch']}), held-out accuracy "
+        f"{learn(driver, 'lastHeldOut')['held_out_accuracy']:.3f}; backprop -> frontprop: the "
+        f"next batch's gradient differs by at most {switch['max_difference']:.3g} "
+        f"({switch['relative']:.3g} of its largest entry)"
+    )
     shown = driver.find_element(By.ID, "switch-result").text
     assert "backprop → frontprop" in shown and f"{switch['max_difference']:.2e}" in shown
 
