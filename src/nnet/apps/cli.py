@@ -62,6 +62,7 @@ from nnet.training.settings import (
     Many,
     Number,
 )
+from nnet.training.threads import Adaptive, check_threads, limited, resolve, usable_cores
 from nnet.version import __version__
 
 
@@ -306,21 +307,34 @@ def add_train(sub: Subcommands) -> None:
 
 
 def add_kernels_flag(p: argparse.ArgumentParser) -> None:
-    help = "element-wise kernels of the optimizer step: fused with Numba (pip install "
+    help = "element-wise kernels (activations, dropout, batch gather, optimizer step): fused "
+    help += "with Numba (pip install "
     help += "'nnet[fast]'), NumPy's (the reference), or auto: Numba when installed (default: "
     help += "$NNET_KERNELS, else auto); the results are the same"
     p.add_argument("--kernels", choices=["auto", "numba", "numpy"], help=help)
+    help = "threads for the matrix products and the fused kernels: a number, or auto: the "
+    help += "cores this process may use that other programs leave idle (default: "
+    help += "$NNET_THREADS, else auto)"
+    p.add_argument("--threads", type=checked(check_threads), metavar="N|auto", help=help)
 
 
 @contextmanager
 def kernels_for(args: argparse.Namespace) -> Iterator[None]:
-    """--kernels while the command runs: the optimizers read $NNET_KERNELS when they are
-    made; the variable is put back afterwards (main may be called again in one process)."""
+    """--kernels and --threads while the command runs: the optimizers read $NNET_KERNELS
+    when they are made, and the thread count holds for the BLAS and the kernels; both are
+    put back afterwards (main may be called again in one process)."""
     old = os.environ.get("NNET_KERNELS")
     if getattr(args, "kernels", None):
         os.environ["NNET_KERNELS"] = args.kernels
     try:
-        yield
+        request = check_threads(getattr(args, "threads", None))
+        if request == "auto" and getattr(args, "adapt_threads", False):
+            with Adaptive() as args.thread_control:  # looked at again every epoch (train)
+                yield
+        else:
+            args.thread_control = None
+            with limited(resolve(request)):
+                yield
     finally:
         if old is None:
             os.environ.pop("NNET_KERNELS", None)
@@ -442,8 +456,20 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    args.adapt_threads = True
     with kernels_for(args):
         return train(args)
+
+
+def epoch_start(progress: Progress, threads: Adaptive | None) -> Callable[[int], None]:
+    """At each epoch's start: the thread count looked at again (--threads auto), the bar."""
+
+    def start(epoch: int) -> None:
+        if threads is not None:
+            threads.check()
+        progress.start(epoch)
+
+    return start
 
 
 def train(args: argparse.Namespace) -> int:
@@ -463,7 +489,7 @@ def train(args: argparse.Namespace) -> int:
             metrics=args.metrics,
             checkpoint=checkpoint,
             on_batch=progress.batch,
-            on_epoch_start=progress.start,
+            on_epoch_start=epoch_start(progress, args.thread_control),
             on_epoch=progress.end,
         )
         progress.end()
@@ -496,6 +522,8 @@ def train(args: argparse.Namespace) -> int:
         "best_epoch": trainer.best[1] if trainer.best is not None else trainer.epoch,
         **{k: getattr(exp.settings, k) for k in ("preset", "trainer", "engine", "dtype", "seed")},
     }
+    if args.thread_control is not None:  # --threads auto: the counts it used, in order
+        summary["threads"] = args.thread_control.used
     if trainer.history:
         last = trainer.history[-1]
         summary.update(train_loss=last["train_loss"], train_accuracy=last["train_accuracy"])
@@ -850,6 +878,8 @@ def add_bench(sub: Subcommands) -> None:
     p.add_argument("--dtype", choices=DTYPES, default="float32")
     add_data_flags(p, dataset=False)
     add_kernels_flag(p)
+    help = "skip the rows measured with one competing CPU-bound process"
+    p.add_argument("--no-busy", dest="busy", action="store_false", help=help)
     p.add_argument("--json", action="store_true", help="print a JSON list of rows")
 
 
@@ -864,7 +894,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def bench(args: argparse.Namespace) -> int:
     """``nnet bench``, its kernels chosen."""
-    from nnet.apps.bench import HEADER, format_row, rows_json, run_bench, summary, threads
+    from nnet.apps.bench import HEADER, compile_cost, format_row, rows_json, run_bench, summary
+    from nnet.kernel_choice import check_kernels, fused_kernels
 
     if not args.json:
         try:
@@ -875,11 +906,21 @@ def bench(args: argparse.Namespace) -> int:
             torch_version = "no torch (pip install 'nnet[bench]' for the PyTorch rows)"
         print(
             f"nnet {__version__}, NumPy {np.__version__}, {torch_version}; "
-            f"{platform.processor() or platform.machine()}, {threads()} threads"
+            f"{platform.processor() or platform.machine()}, {usable_cores()} cores"
         )
+        if fused_kernels(check_kernels()) is None:
+            print("kernels: NumPy's (the reference)")
+        else:
+            cost = compile_cost(args.dtype)
+            assert cost is not None
+            print(
+                f"kernels: fused (Numba); compiling them took {cost[0]:.2f} s in the first "
+                f"process, loading them from the cache {cost[1]:.2f} s in a later one"
+            )
         print(HEADER, flush=True)
     report = None if args.json else lambda row: print(format_row(row), flush=True)
-    options = {k: getattr(args, k) for k in ("configs", "engines", "repeats", "dtype", "data")}
+    keys = ("configs", "engines", "repeats", "dtype", "data", "threads", "busy")
+    options = {k: getattr(args, k) for k in keys}
     rows, source = run_bench(**options, report=report)
     if args.json:
         print(rows_json(rows))
