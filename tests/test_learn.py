@@ -10,6 +10,7 @@ import base64
 import contextlib
 import http.client
 import json
+import os
 import signal
 import socket
 import threading
@@ -392,3 +393,50 @@ def test_predictions_stay_fast_while_an_mlp800_trains(mnist_dir: Path, tmp_path:
             proc.kill()
             proc.communicate()
         err.close()
+
+
+def test_the_run_ends_with_its_server_even_when_killed(mnist_dir: Path, tmp_path: Path):
+    """Ctrl-C stops the server and its run (the child ignores the terminal's SIGINT; the
+    server tells it to exit); a server killed outright leaves no training process behind."""
+    import subprocess
+    import sys
+
+    def start() -> tuple[subprocess.Popen, int, int]:
+        command = [sys.executable, "-m", "nnet", "serve", "--port", "0", "--data", str(mnist_dir)]
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        port = int(proc.stdout.readline().split()[2].rstrip("/").rsplit(":", 1)[1])
+        status, _ = call(port, "/api/train", {**TINY, "epochs": 100})
+        assert status == 202
+        tasks = Path(f"/proc/{proc.pid}/task").glob("*/children")  # each thread's children
+        children = [c for task in tasks for c in task.read_text().split()]
+        child = next(int(c) for c in children if "spawn_main" in child_name(int(c)))
+        return proc, port, child
+
+    def child_name(pid: int) -> str:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+
+    def gone(pid: int, within: float) -> bool:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+            except FileNotFoundError:
+                return True
+            if state == "Z":  # ended, not yet reaped
+                return True
+            time.sleep(0.05)
+        return False
+
+    proc, port, child = start()
+    os.killpg(os.getpgid(proc.pid), 0)  # the group exists
+    proc.send_signal(signal.SIGINT)
+    os.kill(child, signal.SIGINT)  # as a terminal's Ctrl-C reaches the whole group
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "stopped." in out, err
+    assert "Traceback" not in err and gone(child, 5)
+
+    proc, port, child = start()
+    proc.kill()
+    proc.wait(10)
+    assert gone(child, 10)  # it noticed that its server is gone
+    proc.communicate(timeout=10)  # its pipes, which the child held too, are closed

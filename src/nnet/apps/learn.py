@@ -53,6 +53,7 @@ import multiprocessing
 import os
 import queue
 import re
+import signal
 import threading
 import time
 import traceback
@@ -305,14 +306,20 @@ def _child_main(
     threads: int,
     commands: Any,
     events: Any,
+    parent: int,
 ) -> None:
-    """The child process: build the run, train it, obey commands, until told to exit."""
+    """The child process: build the run, train it, obey commands, until told to exit (or
+    the server is gone). Ctrl-C in a terminal reaches the whole process group: the child
+    ignores it, and the server tells it to exit once its own answers are done."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with limited(threads):
-        _Child(request, data, commands, events).main()
+        _Child(request, data, commands, events, parent).main()
 
 
 class _Child:
-    def __init__(self, request: dict[str, Any], data: str | None, commands: Any, events: Any):
+    def __init__(
+        self, request: dict[str, Any], data: str | None, commands: Any, events: Any, parent: int
+    ) -> None:
         self.settings = Settings.from_dict(request["settings"])
         self.eval_every, self.held_out_n = request["eval_every"], request["held_out"]
         self.data, self.commands, self.events = data, commands, events
@@ -328,8 +335,18 @@ class _Child:
         self.last_batch = 0.0
         self.last_weights = 0.0
         self.engine = self.settings.engine or "backprop"
+        self.parent = parent  # the server's pid: when it is gone, the child ends too
         self.started = 0.0  # perf_counter when training began
         self._paused_total = 0.0  # seconds spent paused
+
+    def orphaned(self) -> bool:
+        """Whether the server that started this child has died (killed, not stopped)."""
+        if os.getppid() == self.parent:
+            return False
+        with self.cond:
+            self.exiting = True
+            self.stop.signal = self.stop.signal or "stop"
+        return True
 
     # -------------------------------------------------------------- events and replies
     def emit(self, kind: str, **fields: Any) -> None:
@@ -404,6 +421,13 @@ class _Child:
 
     # -------------------------------------------------------------- the training thread
     def main(self) -> None:
+        try:
+            self.train()
+        finally:
+            if os.getppid() != self.parent:  # nobody reads the events: exit without them
+                self.events.cancel_join_thread()
+
+    def train(self) -> None:
         threading.Thread(target=self.listen, name="nnet-learn-commands", daemon=True).start()
         try:
             self.exp = build(self.settings, data=self.data, download=False, progress=False)
@@ -460,6 +484,8 @@ class _Child:
             with self.cond:
                 while self.work.empty() and not self.exiting:
                     self.cond.wait(0.5)
+                    if os.getppid() != self.parent:
+                        self.exiting = True
                 if self.work.empty() and self.exiting:
                     return
             self.do_work()
@@ -505,6 +531,7 @@ class _Child:
             self.last_batch = now
         if now - self.last_weights >= WEIGHT_INTERVAL:
             self.send_weights()
+            self.orphaned()  # twice a second: a cheap system call
         self.do_work()
         self.wait_if_paused()
 
@@ -537,6 +564,8 @@ class _Child:
             with self.cond:
                 while self.paused and not self.stop and self.work.empty():
                     self.cond.wait(0.5)
+                    if os.getppid() != self.parent:
+                        self.exiting, self.stop.signal = True, "stop"
                 if not self.paused or self.stop:
                     break
             self.do_work()
@@ -677,7 +706,7 @@ class _Run:
         self.events = ctx.Queue()
         self.process = ctx.Process(
             target=_child_main,
-            args=(request.to_dict(), data, threads, self.commands, self.events),
+            args=(request.to_dict(), data, threads, self.commands, self.events, os.getpid()),
             name=f"nnet-learn-{self.id}",
             daemon=True,
         )
