@@ -23,6 +23,7 @@ import pytest
 import nnet
 from nnet.apps.learn import (
     MAX_BATCH_WORK,
+    LearnHub,
     check_engine,
     check_save_name,
     engine_work,
@@ -440,3 +441,47 @@ def test_the_run_ends_with_its_server_even_when_killed(mnist_dir: Path, tmp_path
     proc.wait(10)
     assert gone(child, 10)  # it noticed that its server is gone
     proc.communicate(timeout=10)  # its pipes, which the child held too, are closed
+
+
+def test_with_a_model_both_views_are_served(tmp_path: Path):
+    """With a model file, / is the draw page and /learn the learn view; /api/predict stays
+    the model's, /api/train/predict needs a run."""
+    net = nnet.Network([784, 8, 10], "sigmoid", seed=0)
+    srv = Server(net, port=0, log="none", learn=LearnHub(save_dir=tmp_path))
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    port = srv.server_address[1]
+    try:
+        pages = {}
+        for path in ("/", "/learn"):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", path)
+            pages[path] = conn.getresponse().read().decode()
+            conn.close()
+        assert "draw a digit</h1>" in pages["/"] and "watch it learn</h1>" in pages["/learn"]
+        digit = {"pixels": [[0.0] * 28] * 28}
+        status, answer = call(port, "/api/predict", digit)
+        assert status == 200 and answer["hidden"][0] == pytest.approx(
+            net.forward_pass(np.zeros((1, 784), net.dtype)).a[1][0, :-1].tolist()
+        )
+        status, answer = call(port, "/api/train/predict", digit)
+        assert status == 409 and answer["error"] == (
+            "No network is training: start a run in the learn view (/learn)."
+        )
+        status, answer = call(port, "/api/train/pause")
+        assert status == 409 and "start one first" in answer["error"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+
+    bare = Server(None, port=0, log="none", learn=LearnHub(save_dir=tmp_path))
+    thread = threading.Thread(target=bare.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status, answer = call(bare.server_address[1], "/api/predict", digit)
+        assert status == 409 and answer["error"].startswith("No model yet: start a run")
+    finally:
+        bare.shutdown()
+        bare.server_close()
+        thread.join(5)

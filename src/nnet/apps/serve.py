@@ -582,7 +582,7 @@ class Server:
         network being trained answers if ``trained`` or without a model file."""
         x28 = parse_predict_body(body)
         if trained or self.net is None:
-            return _dumps(self._learn_command("predict", {"pixels": x28.tolist()}))
+            return _dumps(self._trained_predict(x28, model_wanted=not trained))
         return _dumps(self.predict(x28))
 
     def log_request(self, method: str, path: str, status: int) -> None:
@@ -713,13 +713,16 @@ class Server:
             ) from None
         return self._response(200, _dumps(result))
 
-    def _learn_command(self, name: str, args: dict[str, Any]) -> Any:
-        """A command's result, from a thread of the pool (predictions without a model)."""
+    def _trained_predict(self, x28: Array, *, model_wanted: bool) -> Any:
+        """The network being trained's answer for ``x28``, from a thread of the pool."""
         try:
-            return self.learn.command(name, args).result(LEARN_WAIT)
+            return self.learn.command("predict", {"pixels": x28.tolist()}).result(LEARN_WAIT)
         except Gone:
+            what = "no model yet" if model_wanted else "no network is training"
             raise RequestError(
-                409, "no model yet: start training in the learn view (/learn), or serve a model."
+                409,
+                f"{what}: start a run in the learn view (/learn)"
+                + (", or serve a model file." if model_wanted else "."),
             ) from None
         except concurrent.futures.TimeoutError:
             raise RequestError(503, "the training process did not answer in time.") from None
