@@ -485,3 +485,23 @@ def test_with_a_model_both_views_are_served(tmp_path: Path):
         bare.shutdown()
         bare.server_close()
         thread.join(5)
+
+
+def test_a_viewer_that_does_not_read_is_dropped(monkeypatch):
+    """A viewer whose events pile up past MAX_VIEWER_BACKLOG is dropped (its stream ends,
+    the page reconnects and gets the run again) instead of holding memory without end."""
+    import asyncio
+
+    from nnet.apps import learn
+
+    monkeypatch.setattr(learn, "MAX_VIEWER_BACKLOG", 5)
+
+    async def main() -> list:
+        viewer = learn._Viewer(asyncio.get_running_loop())
+        for i in range(8):
+            viewer.deliver(f"event {i}")
+        await asyncio.sleep(0.05)
+        return [viewer.queue.get_nowait() for _ in range(viewer.queue.qsize())], viewer.dropped
+
+    got, dropped = asyncio.run(main())
+    assert got == [f"event {i}" for i in range(5)] + [None] and dropped

@@ -836,11 +836,13 @@ class LearnHub:
 
     # -------------------------------------------------------------- events
     def subscribe(self, loop: asyncio.AbstractEventLoop) -> tuple[_Viewer, list[str]]:
-        """A new viewer and the events so far (the latest weights last)."""
+        """A new viewer and the events so far (the latest weights last); once closed, a
+        viewer already dropped."""
         viewer = _Viewer(loop)
         with self.lock:
             if self.closed:
-                raise Gone("the server is stopping.")
+                viewer.dropped = True  # its stream ends at once
+                return viewer, []
             self.viewers.add(viewer)
             backlog = list(self.stored) + ([self.weights] if self.weights else [])
         return viewer, backlog

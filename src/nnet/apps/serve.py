@@ -793,13 +793,12 @@ class Server:
             raise RequestError(
                 503, "too many event streams are open; try again later.", retry_after=RETRY_AFTER
             )
-        try:
-            viewer, backlog = self.learn.subscribe(asyncio.get_running_loop())
-        except Gone as exc:
-            raise RequestError(503, str(exc)) from None
-        self.viewers += 1
+        if self.learn.closed:
+            raise RequestError(503, "the server is stopping.")
 
-        async def stream() -> Any:
+        async def stream() -> Any:  # subscribed once streaming (a client gone before: never)
+            self.viewers += 1
+            viewer, backlog = self.learn.subscribe(asyncio.get_running_loop())
             try:
                 yield b"retry: 2000\n\n"
                 for text in backlog:
