@@ -78,7 +78,7 @@ from nnet.training.loop import Split, StopFlag, evaluate
 from nnet.training.optim import OPTIMIZERS
 from nnet.training.presets import PRESETS, settings_for
 from nnet.training.settings import FIELDS, Settings
-from nnet.training.threads import limited, usable_cores
+from nnet.training.threads import check_threads, limited, usable_cores
 
 Array = np.ndarray
 
@@ -240,9 +240,11 @@ def check_save_name(name: Any, folder: Path) -> Path:
 
 
 def training_threads() -> int:
-    """Threads the child computes with: one core fewer than this process may use, at least
-    one, so that the server keeps a core for its answers."""
-    return max(1, usable_cores() - 1)
+    """Threads the child computes with: ``$NNET_THREADS`` when it is a number (as for nnet
+    train), else one core fewer than this process may use, at least one, so that the server
+    keeps a core for its answers."""
+    n = check_threads(None)
+    return n if isinstance(n, int) else max(1, usable_cores() - 1)
 
 
 # ----------------------------------------------------------------------------- measuring
