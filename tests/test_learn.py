@@ -420,6 +420,10 @@ def test_the_run_ends_with_its_server_even_when_killed(mnist_dir: Path, tmp_path
         port = int(proc.stdout.readline().split()[2].rstrip("/").rsplit(":", 1)[1])
         status, _ = call(port, "/api/train", {**TINY, "epochs": 100})
         assert status == 202
+        deadline = time.monotonic() + 30  # running: past its imports, which a signal would cut
+        while call(port, "/api/train", method="GET")[1]["state"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         tasks = Path(f"/proc/{proc.pid}/task").glob("*/children")  # each thread's children
         children = [c for task in tasks for c in task.read_text().split()]
         child = next(int(c) for c in children if "spawn_main" in child_name(int(c)))

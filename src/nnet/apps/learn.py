@@ -312,7 +312,9 @@ def _child_main(
 ) -> None:
     """The child process: build the run, train it, obey commands, until told to exit (or
     the server is gone). Ctrl-C in a terminal reaches the whole process group: the child
-    ignores it, and the server tells it to exit once its own answers are done."""
+    ignores it, and the server tells it to exit once its own answers are done (a Ctrl-C in
+    the child's first second, while Python imports, still cuts it short, with a traceback:
+    the server was stopping it anyway)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with limited(threads):
         _Child(request, data, commands, events, parent).main()
