@@ -9,7 +9,8 @@ fewer threads than there are cores (:func:`training_threads`), so that the serve
 What the child reports (events, plain JSON objects, on a Queue) are the training loop's own
 numbers, never recomputed:
 
-- ``start``: the run's settings, batches per epoch, the held-out set, the saturation rule;
+- ``start``: the run's settings, the network's activations, batches per epoch, the
+  held-out set, the saturation rule;
 - ``batch``: after a batch (at most every :data:`BATCH_INTERVAL` seconds, and always when
   the held-out set was measured or the run is paused): epoch, batch, step, the batch's mean
   loss and accuracy as the loop tallied them (before that batch's update), the learning
@@ -454,6 +455,7 @@ class _Child:
             eval_every=self.eval_every,
             saturation_rule={k: v[1] for k, v in SATURATION.items()},
             parameters=int(exp.net.n_params),
+            activations=exp.net.activations,  # of layers 1..L, as the network has them
         )
         self.set_state("running")
         self.send_weights()

@@ -273,11 +273,10 @@
   function showSaturation(shares) {
     if (!shares || !info) return;
     const list = $("saturation");
-    const acts = info.settings.activation;
     list.replaceChildren(
       ...shares.map((share, k) => {
         const li = document.createElement("li");
-        const act = acts.length === 1 ? acts[0] : acts[k];
+        const act = info.activations[k];
         const name = k === shares.length - 1 ? `output (${act})` : `layer ${k + 1} (${act})`;
         const bar = Object.assign(document.createElement("span"), { className: "track" });
         const fill = Object.assign(document.createElement("span"), { className: "fill" });
