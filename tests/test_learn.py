@@ -534,3 +534,50 @@ def test_a_viewer_that_does_not_read_is_dropped(monkeypatch):
 
     got, dropped = asyncio.run(main())
     assert got == [f"event {i}" for i in range(5)] + [None] and dropped
+
+
+@pytest.mark.slow
+def test_the_notes_experiment_live_is_nnet_trains(mnist_dir: Path, tmp_path: Path):
+    """The notes' experiment (preset seed, whole MNIST) trained in the learn view reports
+    per epoch exactly the metrics nnet train's own loop gives (same settings, one thread),
+    and shows when its sigmoid units saturate: printed, step by step."""
+    from nnet.experiment import build
+    from nnet.experiment import run as run_training
+    from nnet.training.threads import limited
+
+    hub = LearnHub(data=mnist_dir, save_dir=tmp_path, threads=1)
+    srv = Server(None, port=0, log="none", learn=hub)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    port = srv.server_address[1]
+    events = Events(port)
+    try:
+        status, started = call(port, "/api/train", {"preset": "seed", "eval_every": 30})
+        assert status == 202
+        state_of(events, started["run"], "finished")
+        live = events.of("epoch")
+        measured = [b for b in events.of("batch") if "saturation" in b]
+        final = events.of("held_out")[-1]
+    finally:
+        events.close()
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+    exp = build(settings_for("seed"), data=mnist_dir, download=False, progress=False)
+    with limited(1):
+        run_training(exp)
+    timing = {"seconds", "train_seconds", "engine_seconds"}
+    assert len(live) == len(exp.trainer.history) == 16
+    for got, want in zip(live, exp.trainer.history, strict=True):
+        assert {k: v for k, v in got.items() if k not in timing | {"type", "run"}} == {
+            k: v for k, v in want.items() if k not in timing
+        }
+    print("\nstep  held-out accuracy  saturated share of layers 1, 2, 3 (a < 0.02 or a > 0.98)")
+    shown = measured[1::2] + ([final] if final["step"] != measured[-1]["step"] else [])
+    for b in shown:
+        shares = "  ".join(f"{100 * s:5.1f} %" for s in b["saturation"])
+        print(f"{b['step']:4d}  {100 * b['held_out_accuracy']:6.2f} %           {shares}")
+    flat = [b for b in measured if b["step"] <= 120]  # the flat start: 2 epochs near 11 %
+    assert flat and all(b["held_out_accuracy"] < 0.15 for b in flat)
+    assert all(s == 0 for b in flat for s in b["saturation"])  # nothing saturated yet
+    assert final["saturation"][0] > 0.3  # a third of layer 1 saturated by the end
