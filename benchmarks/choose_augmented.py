@@ -61,6 +61,19 @@ CANDIDATES: dict[str, dict] = {
     },
     # the reference: the best preset as it is, for as many epochs
     "none": {"augment": False, "dropout": BEST_DROPOUT},
+    # added after the first seven: less dropout had won, so less still
+    "elastic-20-dropout-0.1": {
+        **AFFINE,
+        "elastic_alpha": 20.0,
+        "elastic_sigma": 4.0,
+        "dropout": (0.0, 0.1, 0.1),
+    },
+    "elastic-20-no-dropout": {
+        **AFFINE,
+        "elastic_alpha": 20.0,
+        "elastic_sigma": 4.0,
+        "dropout": (0.0, 0.0, 0.0),
+    },
 }
 
 

@@ -255,7 +255,7 @@ class Settings:
     elite: int | None = _f(None, Optional_(COUNT))
     sigma: float | None = _f(None, Optional_(POSITIVE))
     # data augmentation of the training images (nnet.data.augment); the strengths apply
-    # with --augment only
+    # with --augment only, and default to those of --preset distorted
     augment: bool = _f(
         False,
         Flag(),
@@ -271,7 +271,7 @@ class Settings:
         10.0, Number(float, 0, 90, hi_open=True), "augment: largest horizontal shear, degrees"
     )
     elastic_alpha: float = _f(
-        0.0, NONNEGATIVE, "augment: scale of the elastic displacement field, pixels (0: off)"
+        20.0, NONNEGATIVE, "augment: scale of the elastic displacement field, pixels (0: off)"
     )
     elastic_sigma: float = _f(
         4.0, POSITIVE, "augment: width of the Gaussian that smooths the elastic field, pixels"
