@@ -1,4 +1,18 @@
-"""Fused optimizer kernels compiled with Numba: the optional extra ``nnet[fast]``.
+"""Fused element-wise kernels compiled with Numba: the optional extra ``nnet[fast]``.
+
+Two kinds, each beside the NumPy code it replaces, which stays the reference and what runs
+without Numba (:mod:`nnet.kernel_choice` chooses, without importing this module):
+
+- the optimizers' updates (below), called from :mod:`nnet.training.optim`;
+- the layers' element-wise work (section "layers"): a^l = g(h^l) times the dropout mask and
+  delta *= g'(h^l) for ReLU and the sigmoid, called from :mod:`nnet.core.network`; the
+  dropout mask from its uniform draws and the batch gather, called from
+  :mod:`nnet.training.loop`. Each makes NumPy's operations in the same order, so the
+  numbers are the same bit for bit.
+
+This module sits outside the layers of the package (it imports only NumPy, Numba and
+:mod:`nnet.errors`), so that the network at the bottom and the training loop above it can
+both call it.
 
 The NumPy updates of :mod:`nnet.training.optim` are the reference, and what runs without
 Numba. They make about ten element-wise passes over arrays as large as the weights (blocked
@@ -400,7 +414,9 @@ def make_dropout_mask(m: Array, p: float) -> bool:
     return True
 
 
-GATHER_PARALLEL_MIN = 2**22  # numbers gathered below which one thread does it (see below)
+# numbers gathered below which one thread does it: a batch of MNIST rows is at most a few
+# 2^20, and two threads gathered 1000 rows slower than one on a busy 2-core machine
+GATHER_PARALLEL_MIN = 2**22
 
 
 def gather(x: Array, idx: Array, out: Array) -> bool:
