@@ -215,7 +215,9 @@ def sample(
         np.copyto(idx, y0, casting="unsafe")
         idx += base[:, None]
     shape = (H, B, W, C) if C > 1 else grid
-    top, right, bottom = (work.get(name, shape) for name in ("top", "right", "bottom"))
+    # gray images: the neighbours go where x0 and y0 were (done with), a smaller working set
+    names = ("x0", "right", "y0") if C == 1 else ("top", "right", "bottom")
+    top, right, bottom = (work.get(name, shape) for name in names)
     if C > 1:
         x, y = x[..., None], y[..., None]
     # the four neighbours: ``flat`` read at idx, idx + 1, idx + stride, idx + stride + 1, as
