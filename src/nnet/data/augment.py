@@ -147,8 +147,9 @@ class Workspace:
             for name in ("x", "y", "x0", "y0", "top", "right", "bottom", "result")
         }
         self._buffers["idx"] = np.empty(pixels, np.intp)
-        # zero borders, written once: only the inside is overwritten by every batch
-        self.padded = np.zeros((B, H + 2, W + 2, C), dtype)
+        # zero borders (one row and column before, two after), written once: only the
+        # inside is overwritten by every batch
+        self.padded = np.zeros((B, H + 3, W + 3, C), dtype)
 
     def get(self, name: str, shape: tuple[int, ...]) -> Array:
         return self._buffers[name][: math.prod(shape)].reshape(shape)
@@ -192,21 +193,19 @@ def sample(
     # A read just outside an image is a read of its zero border; coordinates further out
     # are clipped onto the border.
     padded = work.padded[:B]
-    padded[:, 1:-1, 1:-1] = images
+    padded[:, 1 : H + 1, 1 : W + 1] = images
     flat = padded.reshape(-1, C) if C > 1 else padded.reshape(-1)
     np.clip(x, 0, W + 1, out=x)
     np.clip(y, 0, H + 1, out=y)
     x0, y0 = work.get("x0", grid), work.get("y0", grid)
-    np.floor(x, out=x0)
-    np.minimum(x0, W, out=x0)  # x = W + 1 reads the last cell at weight 1
+    np.floor(x, out=x0)  # at most W + 1, whose right neighbour is the second zero column
     np.floor(y, out=y0)
-    np.minimum(y0, H, out=y0)
     x -= x0  # the weights of the right and lower neighbours
     y -= y0
-    stride = W + 2
+    stride = W + 3
     y0 *= stride
     y0 += x0  # the index of the upper left neighbour within its padded image
-    base = np.arange(B) * ((H + 2) * stride)  # where each padded image starts in ``flat``
+    base = np.arange(B) * ((H + 3) * stride)  # where each padded image starts in ``flat``
     idx = work.get("idx", grid)
     if len(flat) < 2 ** np.finfo(dtype).nmant:  # every index exact in ``dtype``: add it there
         y0 += base.astype(dtype)[:, None]
