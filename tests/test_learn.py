@@ -384,7 +384,7 @@ def test_predictions_stay_fast_while_an_mlp800_trains(
     try:
         port = int(proc.stdout.readline().split()[2].rstrip("/").rsplit(":", 1)[1])
         events = Events(port)
-        status, started = call(port, "/api/train", {"preset": "best", "epochs": 2})
+        status, started = call(port, "/api/train", {"preset": "best"})  # 16 epochs: all along
         assert status == 202, started
         run = started["run"]
         events.wait(lambda e: e["type"] == "batch", "the first batch", timeout=120)
