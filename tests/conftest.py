@@ -11,6 +11,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from nnet.data.datasets import FILES, locate  # noqa: E402
+from nnet.training.threads import usable_cores  # noqa: E402
+
+# The thread count decides the last bits of some matrix products (nnet.training.threads),
+# and --threads auto chooses it from the load of the machine: the tests compute with every
+# core, fixed, so that two runs compared bit for bit (and the README's curve, measured with
+# every core of a 2-core machine) do not depend on what else runs. Tests of auto unset it.
+os.environ.setdefault("NNET_THREADS", str(usable_cores()))
 
 
 @pytest.fixture(scope="session")

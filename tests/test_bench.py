@@ -251,11 +251,16 @@ def test_summary_states_the_ratios():
 def test_bench_json_rows(mnist_dir, capsys, monkeypatch):
     monkeypatch.setenv("NNET_DATA", str(mnist_dir))
     code = main(["bench", "--configs", "seed", "--engines", "backprop,frontprop,matrix",
-                 "--repeats", "1", "--json"])  # fmt: skip
+                 "--repeats", "1", "--json", "--threads", "2"])  # fmt: skip
     assert code == 0
     rows = json.loads(capsys.readouterr().out)
     by = {r["engine"]: r for r in rows}
-    assert [r["engine"] for r in rows] == ["matrix", "frontprop", "backprop", "gemm"]
+    # the idle rows, then backprop again beside one competing process (2 threads, as asked)
+    assert [(r["engine"], r["others"]) for r in rows] == [
+        ("matrix", 0), ("frontprop", 0), ("backprop", 0), ("gemm", 0), ("backprop", 1)
+    ]  # fmt: skip
+    assert all(r["threads"] == 2 for r in rows)
+    busy = rows.pop()
     assert by["matrix"]["extrapolated"] and not by["backprop"]["extrapolated"]
     assert by["matrix"]["measured"] == "1 x 3000 samples"
     assert by["backprop"]["measured"] == "1 x 60000 samples"
@@ -268,6 +273,7 @@ def test_bench_json_rows(mnist_dir, capsys, monkeypatch):
         assert r["engine_gflops"] >= r["gflops"]
         assert r["peak_mib"] >= 0
     assert by["gemm"]["seconds_per_epoch"] is None and by["gemm"]["gflops"] > 0
+    assert busy["seconds_per_epoch"] > 0 and busy["measured"] == "1 x 60000 samples"
 
 
 def test_busy_rows_run_beside_a_competing_process(fake, monkeypatch):
@@ -286,6 +292,7 @@ def test_busy_rows_run_beside_a_competing_process(fake, monkeypatch):
         out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
         return "while True: pass" in out
 
+    monkeypatch.delenv("NNET_THREADS", raising=False)  # auto, not the tests' fixed count
     monkeypatch.setattr(bench, "usable_cores", lambda: 2)
     monkeypatch.setattr("nnet.training.threads.auto_threads", auto)
     rows, _ = bench.run_bench(repeats=REPEATS, busy=True, engines=["backprop", "pytorch"])

@@ -110,53 +110,7 @@ def test_train_threads_flag(tmp_path, capsys):
     assert err[-1].startswith("nnet train: error: argument --threads: --threads must be")
 
 
-class FakeMachine:
-    """Two cores; ``others`` cores' worth of CPU used by other programs, ``mine`` by this
-    process, over each second of a clock that only moves when told."""
-
-    def __init__(self, monkeypatch):
-        self.now = 0.0
-        self.busy_ticks = 0
-        self.own_cpu = 0.0
-        monkeypatch.setattr(threads, "usable_cores", lambda: 2)
-        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-        monkeypatch.setattr(threads, "_cpu_ticks", lambda cpus: (self.busy_ticks, 10**9))
-        monkeypatch.setattr(threads, "auto_threads", lambda look=0.2: 2)
-        monkeypatch.setattr(threads.time, "perf_counter", lambda: self.now)
-        monkeypatch.setattr(threads.time, "process_time", lambda: self.own_cpu)
-        monkeypatch.setattr(os, "sysconf", lambda name: 100)
-
-    def second(self, others, mine):
-        self.now += 1.0
-        self.busy_ticks += round(100 * (others + mine))
-        self.own_cpu += mine
-
-
-def test_adaptive_follows_the_other_programs_not_itself(monkeypatch):
-    pytest.importorskip("numba")
-    import numba
-
-    machine = FakeMachine(monkeypatch)
-    np.ones((2, 2)) @ np.ones((2, 2))
-    with threads.Adaptive(every=1.0) as ctl:
-        assert ctl.n == 2 and set(blas_threads().values()) == {2}
-        machine.second(others=0.0, mine=1.9)  # alone, using both cores itself: stays at 2
-        assert ctl.check() == 2
-        machine.second(others=1.0, mine=1.0)  # another program takes a core: 1
-        assert ctl.check() == 1
-        assert set(blas_threads().values()) == {1} and numba.get_num_threads() == 1
-        machine.now += 0.5  # too soon to look again
-        assert ctl.check() == 1
-        machine.second(others=1.0, mine=0.5)  # 1.0 core-second of others in 1.5 s: 1.33 idle
-        assert ctl.check() == 1
-        machine.second(others=0.0, mine=1.0)  # the other program ended: back to 2
-        assert ctl.check() == 2
-        assert set(blas_threads().values()) == {2}
-        assert ctl.used == [2, 1, 2]
-    assert "NNET_THREADS" not in os.environ
-
-
-def test_train_json_says_which_threads_auto_used(tmp_path, capsys, monkeypatch):
+def test_train_json_says_which_threads_it_used(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("NNET_THREADS", raising=False)
     x = np.random.default_rng(1).normal(size=(80, 3))
     data = tmp_path / "d.csv"
@@ -166,7 +120,31 @@ def test_train_json_says_which_threads_auto_used(tmp_path, capsys, monkeypatch):
             "--out", str(tmp_path / "m.npz"), "--quiet", "--json"]  # fmt: skip
     assert main(base) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    used = summary["threads"]
-    assert used and all(1 <= n <= threads.usable_cores() for n in used)
-    assert main([*base, "--threads", "1"]) == 0  # a fixed count: nothing to report
-    assert "threads" not in json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 1 <= summary["threads"] <= threads.usable_cores()
+    assert main([*base, "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["threads"] == 1
+
+
+def test_a_checkpoint_records_its_threads_and_resume_computes_with_them(tmp_path, capsys,
+                                                                        monkeypatch):  # fmt: skip
+    """The thread count decides the last bits of some products, so --resume takes the
+    checkpoint's (unless told otherwise): the resumed run ends as the uninterrupted one."""
+    from nnet.files.checkpoint import read_checkpoint
+
+    monkeypatch.delenv("NNET_THREADS", raising=False)
+    x = np.random.default_rng(2).normal(size=(120, 3))
+    data = tmp_path / "d.csv"
+    np.savetxt(data, np.c_[x, (x[:, 2] > 0).astype(int)], delimiter=",", header="a,b,c,label",
+               comments="", fmt="%.6g")  # fmt: skip
+    ckpt = tmp_path / "c.npz"
+    base = ["train", "--data-file", str(data), "--target", "label", "--quiet", "--json"]
+    first = [*base, "--epochs", "1", "--threads", "1", "--checkpoint", str(ckpt),
+             "--out", str(tmp_path / "a.npz")]  # fmt: skip
+    assert main(first) == 0
+    capsys.readouterr()
+    assert read_checkpoint(ckpt).threads == 1
+    # the checkpoint says 1 thread: the resumed run computes with 1, not with auto's choice
+    monkeypatch.setattr("nnet.apps.cli.resolve", lambda value: pytest.fail("auto was asked"))
+    assert main([*base[:-2], "--resume", str(ckpt), "--quiet", "--json",
+                 "--out", str(tmp_path / "b.npz")]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["threads"] == 1

@@ -62,7 +62,7 @@ from nnet.training.settings import (
     Many,
     Number,
 )
-from nnet.training.threads import Adaptive, check_threads, limited, resolve, usable_cores
+from nnet.training.threads import check_threads, limited, resolve, usable_cores
 from nnet.version import __version__
 
 
@@ -327,19 +327,26 @@ def kernels_for(args: argparse.Namespace) -> Iterator[None]:
     if getattr(args, "kernels", None):
         os.environ["NNET_KERNELS"] = args.kernels
     try:
-        request = check_threads(getattr(args, "threads", None))
-        if request == "auto" and getattr(args, "adapt_threads", False):
-            with Adaptive() as args.thread_control:  # looked at again every epoch (train)
-                yield
-        else:
-            args.thread_control = None
-            with limited(resolve(request)):
-                yield
+        with limited(threads_for(args)) as args.threads_used:
+            yield
     finally:
         if old is None:
             os.environ.pop("NNET_KERNELS", None)
         else:
             os.environ["NNET_KERNELS"] = old
+
+
+def threads_for(args: argparse.Namespace) -> int:
+    """The threads a command computes with: --threads, else $NNET_THREADS, else those of the
+    checkpoint it resumes (the same count gives the same bits: nnet.training.threads; a
+    checkpoint that does not say was written by an nnet that always used every core), else
+    auto."""
+    given = getattr(args, "threads", None)
+    resume = getattr(args, "resume", None)
+    if given is None and not os.environ.get("NNET_THREADS", "").strip() and resume is not None:
+        saved = read_checkpoint(resume).threads
+        return usable_cores() if saved is None else saved
+    return resolve(given)
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -456,20 +463,8 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    args.adapt_threads = True
     with kernels_for(args):
         return train(args)
-
-
-def epoch_start(progress: Progress, threads: Adaptive | None) -> Callable[[int], None]:
-    """At each epoch's start: the thread count looked at again (--threads auto), the bar."""
-
-    def start(epoch: int) -> None:
-        if threads is not None:
-            threads.check()
-        progress.start(epoch)
-
-    return start
 
 
 def train(args: argparse.Namespace) -> int:
@@ -489,7 +484,7 @@ def train(args: argparse.Namespace) -> int:
             metrics=args.metrics,
             checkpoint=checkpoint,
             on_batch=progress.batch,
-            on_epoch_start=epoch_start(progress, args.thread_control),
+            on_epoch_start=progress.start,
             on_epoch=progress.end,
         )
         progress.end()
@@ -522,8 +517,7 @@ def train(args: argparse.Namespace) -> int:
         "best_epoch": trainer.best[1] if trainer.best is not None else trainer.epoch,
         **{k: getattr(exp.settings, k) for k in ("preset", "trainer", "engine", "dtype", "seed")},
     }
-    if args.thread_control is not None:  # --threads auto: the counts it used, in order
-        summary["threads"] = args.thread_control.used
+    summary["threads"] = args.threads_used  # the same count gives the same bits
     if trainer.history:
         last = trainer.history[-1]
         summary.update(train_loss=last["train_loss"], train_accuracy=last["train_accuracy"])

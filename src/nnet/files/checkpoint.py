@@ -38,6 +38,7 @@ from nnet.files import schema
 from nnet.files.model_file import ModelFileError, network_meta, open_archive
 from nnet.training.loop import Trainer
 from nnet.training.settings import Settings
+from nnet.training.threads import blas_threads
 
 FORMAT = schema.CHECKPOINT
 
@@ -65,6 +66,8 @@ def save_checkpoint(settings: Settings, trainer: Trainer, path: str | os.PathLik
             "progress": trainer.progress,
             "rng": trainer.rng.bit_generator.state,
             **augment_state(trainer),
+            # the BLAS threads: they decide the last bits of some products (training.threads)
+            **({"threads": n} if (n := blas_threads()) is not None else {}),
         },
     }
     arrays["meta"] = np.array(json.dumps(meta))
@@ -89,6 +92,12 @@ class Checkpoint:
     arrays: dict[str, np.ndarray]
     state: dict[str, Any]
     opt_meta: dict[str, Any]
+
+    @property
+    def threads(self) -> int | None:
+        """The BLAS threads the run computed with when it was saved (None: not recorded, as
+        in checkpoints written before --threads existed, when nnet used every core)."""
+        return self.state.get("threads")
 
     def restore(self, trainer: Trainer) -> None:
         """Put the saved state into ``trainer``, freshly built from :attr:`settings`."""

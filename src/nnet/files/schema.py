@@ -528,6 +528,7 @@ TRAINER_STATE = Record(
         "progress": Optional_(PROGRESS),
         "rng": GENERATOR_STATE,
         "augment_rng": Optional_(GENERATOR_STATE),  # --augment's generator (none before it)
+        "threads": Optional_(Number(int, 1, 4096)),  # the BLAS threads (none before 0.2)
     },
     required=("epoch", "history", "best", "early_stopped", "train_seconds", "progress", "rng"),
     strict=True,

@@ -11,13 +11,18 @@ threads as on an idle machine, and one thread was faster (docs/performance.md, m
 
 So nnet chooses (``--threads auto``, the default of ``nnet train`` and ``nnet bench``): the
 cores this process may run on (``os.sched_getaffinity``) minus those that other programs
-kept busy over a short look at ``/proc/stat`` before the run, and at least one. During a
-``nnet train`` run, :class:`Adaptive` looks again at the start of every epoch (at most once a
-second), counting the CPU time of the other programs only (the cores' busy time minus this
-process's own), so that a run started on a busy machine takes the second core back when it
-frees up, and the other way round. ``--threads N`` (or ``$NNET_THREADS``) fixes the number
-instead; :func:`limited` applies it to the BLAS (through threadpoolctl) and to Numba for the
+kept busy over a short look at ``/proc/stat`` before the run, and at least one; once, at
+the start of the run. ``--threads N`` (or ``$NNET_THREADS``) fixes the number instead;
+:func:`limited` applies it to the BLAS (through threadpoolctl) and to Numba for the
 duration of a block.
+
+The thread count is part of what makes a run reproducible: OpenBLAS splits some products
+between its threads in a way that changes the order of the additions, so the same product
+with one thread and with two can differ in the last bit (for example (128 x 785) @
+(785 x 800) in float32), and a training run then drifts apart by rounding. The same seed
+with the same thread count gives the same run bit for bit; checkpoints record the count
+(:func:`blas_threads`), and ``nnet train --resume`` computes with it again unless told
+otherwise, so that a resumed run ends as the uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from nnet.errors import NnetError
 
@@ -122,79 +126,21 @@ def _set_threads(n: int) -> None:
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
+def blas_threads() -> int | None:
+    """The threads the BLAS computes with now (the largest count threadpoolctl reports for a
+    BLAS library), or None where none is visible."""
+    from threadpoolctl import threadpool_info
+
+    counts = [lib["num_threads"] for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    return max(counts) if counts else None
+
+
 def _restore_numba(old: int | None) -> None:
     """Numba's threads back to ``old``, or to its pool size (its own starting value) if it
     was loaded meanwhile."""
     numba = sys.modules.get("numba")
     if numba is not None:
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS if old is None else old)
-
-
-class Adaptive:
-    """``--threads auto`` through a run: :meth:`check` at the start of each epoch looks at
-    what other programs used of this process's cores since the last look (their busy time:
-    the cores' busy time from /proc/stat minus this process's own CPU time) and sets the
-    threads to the cores they left idle. Use as a context manager; ``n`` is the count now."""
-
-    def __init__(self, *, every: float = 1.0) -> None:
-        self.every = every  # seconds between two looks at least
-        self.cores = usable_cores()
-        self.cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
-        self.hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-        self.n = auto_threads() if self.cores > 1 else 1
-        self.used = [self.n]  # the counts it computed with, in order (first: the initial one)
-        self._limits: Any = None
-        self._mark()
-
-    def _mark(self) -> None:
-        self._when = time.perf_counter()
-        self._cpu = time.process_time()
-        self._ticks = _cpu_ticks(self.cpus) if self.cpus else None
-
-    def others_idle(self) -> float | None:
-        """Cores left idle by the other programs since the last look; None if unknown."""
-        ticks = _cpu_ticks(self.cpus) if self.cpus else None
-        wall = time.perf_counter() - self._when
-        if ticks is None or self._ticks is None or wall <= 0:
-            return None
-        busy = (ticks[0] - self._ticks[0]) / self.hz - (time.process_time() - self._cpu)
-        return self.cores - max(0.0, busy) / wall
-
-    def check(self) -> int:
-        """Look again (if ``every`` seconds passed) and apply the new count; returns it."""
-        if self.cores == 1 or time.perf_counter() - self._when < self.every:
-            return self.n
-        n = _clamp(self.others_idle(), self.cores)
-        self._mark()
-        if n != self.n:
-            self.n = n
-            self.used.append(n)
-            self._apply()
-        return self.n
-
-    def _apply(self) -> None:
-        from threadpoolctl import threadpool_limits
-
-        if self._limits is not None:
-            self._limits.restore_original_limits()
-        self._limits = threadpool_limits(limits=self.n)
-        _set_threads(self.n)
-
-    def __enter__(self) -> Adaptive:
-        self._old_env = os.environ.get("NNET_THREADS")
-        numba = sys.modules.get("numba")
-        self._old_numba = numba.get_num_threads() if numba is not None else None
-        self._apply()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._limits is not None:
-            self._limits.restore_original_limits()
-        if self._old_env is None:
-            os.environ.pop("NNET_THREADS", None)
-        else:
-            os.environ["NNET_THREADS"] = self._old_env
-        _restore_numba(self._old_numba)
 
 
 @contextmanager
