@@ -306,3 +306,19 @@ def test_busy_rows_run_beside_a_competing_process(fake, monkeypatch):
     for theirs in ("1 thread", "2 threads"):
         assert f"mlp800, with one competing process: backprop (1 thread) takes 1.00 x " \
             f"PyTorch's ({theirs}) time per epoch" in lines  # fmt: skip
+
+
+def test_the_cli_busy_rows_choose_their_threads_again(fake, monkeypatch, capsys):
+    """nnet bench applies its count for the whole command (and sets $NNET_THREADS for the
+    kernels meanwhile); the busy rows still choose anew beside the competitor."""
+    monkeypatch.delenv("NNET_THREADS", raising=False)
+    answers = iter([2, 2, 1])  # the command's start, the idle rows, beside the competitor
+    monkeypatch.setattr("nnet.training.threads.auto_threads", lambda look=0.2: next(answers))
+    monkeypatch.setattr(bench, "usable_cores", lambda: 2)
+    assert main(["bench", "--repeats", "1", "--json", "--engines", "backprop,pytorch"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["engine"], r["config"], r["threads"]) for r in rows if r["others"]] == [
+        ("backprop", "seed", 1), ("pytorch", "seed", 1), ("pytorch", "seed", 2),
+        ("backprop", "mlp800", 1), ("pytorch", "mlp800", 1), ("pytorch", "mlp800", 2),
+    ]  # fmt: skip
+    assert {r["threads"] for r in rows if not r["others"]} == {2}

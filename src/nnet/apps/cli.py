@@ -882,6 +882,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     notes' experiment and for backprop on 784-800-800-10 (and PyTorch, when installed: pip
     install 'nnet[bench]'), with samples/s, GFLOP/s and peak memory. Rows marked * are
     extrapolated from a measured number of samples."""
+    # the request as given (a number or auto), before kernels_for sets $NNET_THREADS to the
+    # count it applies: the busy rows choose again beside their competing process
+    args.threads = check_threads(args.threads)
     with kernels_for(args):
         return bench(args)
 
