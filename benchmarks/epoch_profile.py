@@ -36,8 +36,8 @@ import numpy as np
 
 from nnet.apps.bench import CONFIGS, training_data
 from nnet.core.network import Network
-from nnet.training.loop import Split, Trainer
 from nnet.kernel_choice import KERNELS
+from nnet.training.loop import Split, Trainer
 from nnet.training.optim import Adam
 
 

@@ -44,6 +44,7 @@ FLUSH = 2.0**-100  # see Adam._update
 FLUSH_EVERY = 8  # steps between two flushes of subnormal numbers (Adam._update)
 BLOCK = 65536  # numbers per block: the arrays of one block fit in a core's cache
 
+
 class Optimizer:
     """Base class: subclasses implement ``_update(k, rows, w, g, lr, tmp)`` for one block,
     the NumPy reference, and ``_fused(kernels, k, w, g, lr)``, the same update of a whole
