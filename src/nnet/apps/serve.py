@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import errno
 import ipaddress
 import json
@@ -42,6 +43,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -768,19 +770,8 @@ class Server:
             raise RequestError(415, "send the body as JSON (Content-Type: application/json).")
         if length > LEARN_BODY:
             raise RequestError(413, f"the request body is over the {LEARN_BODY >> 10} KiB limit.")
-        if not self.budget.take(length):
-            raise RequestError(
-                503,
-                "the server is busy receiving other requests; try again in a moment.",
-                retry_after=RETRY_AFTER,
-            )
-        try:
-            ex.body_read = True
-            body = bytearray()
-            async for chunk in ex.request.stream():
-                body += chunk
-        finally:
-            self.budget.give(length)
+        async with self._body(ex, length) as body:
+            pass
         try:
             return json.loads(body)
         except (ValueError, RecursionError):
@@ -856,6 +847,17 @@ class Server:
             raise RequestError(400, "the Content-Length header is not a number.", close=True)
         if length > MAX_BODY:  # answered from the headers; uvicorn then drops the body
             raise RequestError(413, f"the request body is over the {MAX_BODY >> 20} MiB limit.")
+        async with self._body(ex, length) as body:  # the budget is held until answered
+            work = asyncio.get_running_loop().run_in_executor
+            if length <= SMALL_BODY:
+                return await work(self.pool, self._answer_predict, body, trained)
+            async with self.large_parses:
+                return await work(self.pool, self._answer_predict, body, trained)
+
+    @contextlib.asynccontextmanager
+    async def _body(self, ex: _Exchange, length: int) -> AsyncIterator[bytearray]:
+        """The request's body, read once its ``length`` is reserved in the budget (503 if it
+        does not fit); the reservation is given back when the block ends."""
         if not self.budget.take(length):
             raise RequestError(
                 503,
@@ -867,11 +869,7 @@ class Server:
             body = bytearray()
             async for chunk in ex.request.stream():
                 body += chunk
-            work = asyncio.get_running_loop().run_in_executor
-            if length <= SMALL_BODY:
-                return await work(self.pool, self._answer_predict, body, trained)
-            async with self.large_parses:
-                return await work(self.pool, self._answer_predict, body, trained)
+            yield body
         finally:
             self.budget.give(length)
 
