@@ -42,7 +42,7 @@ from nnet.experiment import (
 )
 from nnet.experiment import run as run_training
 from nnet.fileio import check_output
-from nnet.files.checkpoint import read_checkpoint
+from nnet.files.checkpoint import Checkpoint, read_checkpoint
 from nnet.files.model_file import load as load_model
 from nnet.files.model_file import save as save_model
 from nnet.training.loop import DivergenceError, Split, StopFlag, Trainer, evaluate
@@ -344,9 +344,17 @@ def threads_for(args: argparse.Namespace) -> int:
     given = getattr(args, "threads", None)
     resume = getattr(args, "resume", None)
     if given is None and not os.environ.get("NNET_THREADS", "").strip() and resume is not None:
-        saved = read_checkpoint(resume).threads
+        saved = resumed_checkpoint(args).threads
         return usable_cores() if saved is None else saved
     return resolve(given)
+
+
+def resumed_checkpoint(args: argparse.Namespace) -> Checkpoint:
+    """The checkpoint --resume names, read once per command (its threads are needed before
+    the run is built from it)."""
+    if getattr(args, "resumed", None) is None:
+        args.resumed = read_checkpoint(args.resume)
+    return args.resumed
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -397,7 +405,7 @@ def start_run(args: argparse.Namespace) -> tuple[Experiment, Path | None, UserDa
                 f"--resume continues the run with the settings saved in {args.resume}; "
                 f"leave out {', '.join(given)}."
             )
-        checkpoint = read_checkpoint(args.resume)  # is it one, before the outputs are checked
+        checkpoint = resumed_checkpoint(args)  # is it one, before the outputs are checked
         if (checkpoint.settings.dataset == CUSTOM) != (own is not None):
             raise NnetError(
                 f"{args.resume} was trained on "
